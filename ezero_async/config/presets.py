@@ -1,0 +1,44 @@
+"""Presets are data: TOML files in presets/, each a set of overrides on the section defaults."""
+from __future__ import annotations
+
+import difflib
+import tomllib
+from importlib import resources
+from typing import Any
+
+from ezero_async.config.sections import RunConfig
+from ezero_async.config.values import apply_overrides
+from ezero_async.errors import ConfigError
+
+
+def _load_presets() -> dict[str, dict[str, Any]]:
+    presets = {}
+    for entry in resources.files("ezero_async.config").joinpath("presets").iterdir():
+        if entry.name.endswith(".toml"):
+            data = tomllib.loads(entry.read_text())
+            flat = {f"{section}.{key}": value for section, table in data.items() if section != "about"
+                    for key, value in table.items()}
+            presets[entry.name[: -len(".toml")]] = {"about": data.get("about", {}), "values": flat}
+    return presets
+
+
+PRESETS: dict[str, dict[str, Any]] = _load_presets()
+
+
+def preset_names() -> list[str]:
+    return sorted(PRESETS)
+
+
+def build_config(preset: str, game: str | None = None, overrides: dict[str, Any] | None = None) -> RunConfig:
+    """Defaults <- preset file <- game <- explicit overrides; then every check. Raises ConfigError."""
+    if preset not in PRESETS:
+        close = difflib.get_close_matches(preset, preset_names(), n=3)
+        hint = f"did you mean {', '.join(close)}? " if close else ""
+        raise ConfigError(f"unknown preset {preset!r}: {hint}available: {', '.join(preset_names())}")
+    values = dict(PRESETS[preset]["values"])
+    if game is not None:
+        values["env.game"] = game
+    values.update(overrides or {})
+    config = apply_overrides(RunConfig(preset=preset), values)
+    config.check()
+    return config

@@ -1,0 +1,378 @@
+"""One documented dataclass per component. A component receives its own section, never the run.
+
+Defaults are the `atari100k` values of shared/SPEC_TRAINING.md; the other presets (TOML files in
+presets/) override some of them. Range checks live in each section's `check()`, which raises
+ConfigError with one line naming the field; `RunConfig.check()` adds cross-section rules.
+Field docs are the string literal under each field (shown by `--help-config`).
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from ezero_async.errors import ConfigError
+
+ATARI_DISCOUNT = 0.997**4
+
+
+def _require(ok: bool, name: str, message: str) -> None:
+    if not ok:
+        raise ConfigError(f"{name}: {message}")
+
+
+@dataclass
+class EnvConfig:
+    game: str = "Breakout"
+    """Game name as given on the command line (resolved per family by ezero_async.envs)."""
+    family: str = "auto"
+    """'atari', 'minatar', 'classic', or 'auto' (decided from the game name)."""
+    frame_skip: int = 4
+    """Agent step = this many emulator frames, observation = max over the last two (Atari)."""
+    noop_max: int = 30
+    """Episode starts with 1..noop_max no-op actions (Atari; 0 disables)."""
+    sticky_action_prob: float = 0.0
+    """Probability of repeating the previous action (the 100k protocol wants 0)."""
+    obs_size: int = 96
+    """Atari frames are resized to obs_size x obs_size RGB (area interpolation)."""
+    frame_stack: int = 4
+    """Number of past frames stacked into the model input."""
+    clip_rewards: bool = True
+    """Training rewards are clipped to their sign (raw scores are kept for reporting)."""
+    episode_life: bool = True
+    """A lost life is a terminal for training (Atari); never in evaluation."""
+    max_episode_steps: int = 3000
+    """Training cap in agent steps over the whole game; reaching it is a truncation."""
+    eval_max_episode_steps: int = 27000
+    """Evaluation cap in agent steps (27,000 = 108k frames)."""
+
+    def check(self) -> None:
+        _require(self.family in ("auto", "atari", "minatar", "classic"), "env.family",
+                 f"must be auto, atari, minatar or classic, got {self.family!r}")
+        _require(self.frame_skip >= 1, "env.frame_skip", "must be >= 1")
+        _require(self.noop_max >= 0, "env.noop_max", "must be >= 0")
+        _require(0.0 <= self.sticky_action_prob < 1.0, "env.sticky_action_prob", "must be in [0, 1)")
+        _require(8 <= self.obs_size <= 512, "env.obs_size", "must be in [8, 512]")
+        _require(self.frame_stack >= 1, "env.frame_stack", "must be >= 1")
+        _require(self.max_episode_steps >= 1, "env.max_episode_steps", "must be >= 1")
+        _require(self.eval_max_episode_steps >= 1, "env.eval_max_episode_steps", "must be >= 1")
+
+
+@dataclass
+class SearchConfig:
+    num_simulations: int = 50
+    """Simulations per search (S); also the capacity of a tree object."""
+    discount: float = ATARI_DISCOUNT
+    """gamma per agent step (Atari: 0.997^4)."""
+    c_init: float = 1.25
+    """pUCT exploration constant c1."""
+    c_base: float = 19652.0
+    """pUCT exploration constant c2."""
+    value_delta_max: float = 0.01
+    """Floor of the min-max normalisation range."""
+    lstm_horizon: int = 5
+    """Value-prefix LSTM state is reset every H depths (H)."""
+    root_noise_fraction: float = 0.25
+    """Dirichlet noise weight at the root in self-play and reanalysis (0 in evaluation)."""
+    dirichlet_alpha: float = 0.3
+    """Dirichlet concentration of the root noise."""
+    num_threads: int = 1
+    """Threads over roots inside one select()/backup() (results do not depend on it)."""
+
+    def check(self) -> None:
+        _require(1 <= self.num_simulations <= 100_000, "search.num_simulations", "must be in [1, 100000]")
+        _require(0.0 < self.discount <= 1.0, "search.discount", "must be in (0, 1]")
+        _require(self.c_init > 0.0, "search.c_init", "must be > 0")
+        _require(self.c_base > 0.0, "search.c_base", "must be > 0")
+        _require(self.value_delta_max > 0.0, "search.value_delta_max", "must be > 0")
+        _require(self.lstm_horizon >= 1, "search.lstm_horizon", "must be >= 1")
+        _require(0.0 <= self.root_noise_fraction <= 1.0, "search.root_noise_fraction", "must be in [0, 1]")
+        _require(self.dirichlet_alpha > 0.0, "search.dirichlet_alpha", "must be > 0")
+        _require(1 <= self.num_threads <= 256, "search.num_threads", "must be in [1, 256]")
+
+
+@dataclass
+class ModelConfig:
+    kind: str = "auto"
+    """'resnet' (Atari sizes), 'conv' (small, MinAtar), 'mlp' (vector observations) or 'auto'."""
+    channels: int = 64
+    """Latent channels of the conv models."""
+    num_blocks: int = 1
+    """Residual blocks in representation, dynamics and prediction trunks."""
+    reduced_channels: int = 16
+    """Channels of the 1x1 convs in front of the value, policy and value-prefix heads."""
+    head_hidden: tuple[int, ...] = (32,)
+    """Hidden sizes of the value, policy and value-prefix MLPs."""
+    lstm_hidden: int = 512
+    """Hidden size of the value-prefix LSTM."""
+    latent_dim: int = 128
+    """Latent width of the MLP model (vector observations)."""
+    mlp_hidden: tuple[int, ...] = (128, 128)
+    """Hidden sizes of the MLP representation and dynamics networks."""
+    support_size: int = 300
+    """Value and value-prefix supports span [-support_size, support_size] in h-space."""
+    proj_hidden: int = 1024
+    """SimSiam projection hidden width."""
+    proj_out: int = 1024
+    """SimSiam projection output width."""
+    pred_hidden: int = 512
+    """SimSiam predictor hidden width."""
+    bn_momentum: float = 0.1
+    """BatchNorm momentum (PyTorch convention)."""
+
+    def check(self) -> None:
+        _require(self.kind in ("auto", "resnet", "conv", "mlp"), "model.kind",
+                 f"must be auto, resnet, conv or mlp, got {self.kind!r}")
+        for name in ("channels", "num_blocks", "reduced_channels", "lstm_hidden", "latent_dim",
+                     "support_size", "proj_hidden", "proj_out", "pred_hidden"):
+            _require(getattr(self, name) >= 1, f"model.{name}", "must be >= 1")
+        _require(all(h >= 1 for h in self.head_hidden), "model.head_hidden", "sizes must be >= 1")
+        _require(all(h >= 1 for h in self.mlp_hidden), "model.mlp_hidden", "sizes must be >= 1")
+        _require(0.0 < self.bn_momentum <= 1.0, "model.bn_momentum", "must be in (0, 1]")
+
+
+@dataclass
+class ReplayConfig:
+    capacity: int = 100_000
+    """Transitions held in the shared-memory hot tier (a ring; the oldest are evicted)."""
+    unroll_steps: int = 5
+    """K: dynamics steps unrolled per sample."""
+    td_steps: int = 5
+    """Maximum TD depth of the value target."""
+    td_age_unit: int = 30_000
+    """Off-policy correction: td = clip(td_steps - age // td_age_unit, 1, td_steps)."""
+    discount: float = ATARI_DISCOUNT
+    """gamma per agent step for n-step value targets."""
+    lstm_horizon: int = 5
+    """Value-prefix targets restart every H unroll steps."""
+    priority_alpha: float = 0.6
+    """P(i) proportional to p_i^alpha."""
+    priority_beta_start: float = 0.4
+    """Importance-sampling exponent at training step 0."""
+    priority_beta_steps: int = 120_000
+    """beta reaches 1 at this training step."""
+    priority_eps: float = 1e-6
+    """Added to |v - z| for new priorities."""
+    segment_length: int = 64
+    """Frames per zarr chunk (the durable store appends whole segments)."""
+    zstd_level: int = 3
+    """zstd compression level of the zarr store of record."""
+
+    def check(self) -> None:
+        _require(self.capacity >= 16, "replay.capacity", "must be >= 16")
+        _require(self.unroll_steps >= 1, "replay.unroll_steps", "must be >= 1")
+        _require(self.td_steps >= 1, "replay.td_steps", "must be >= 1")
+        _require(self.td_age_unit >= 1, "replay.td_age_unit", "must be >= 1")
+        _require(0.0 < self.discount <= 1.0, "replay.discount", "must be in (0, 1]")
+        _require(self.lstm_horizon >= 1, "replay.lstm_horizon", "must be >= 1")
+        _require(0.0 <= self.priority_alpha <= 1.0, "replay.priority_alpha", "must be in [0, 1]")
+        _require(0.0 <= self.priority_beta_start <= 1.0, "replay.priority_beta_start", "must be in [0, 1]")
+        _require(self.priority_beta_steps >= 1, "replay.priority_beta_steps", "must be >= 1")
+        _require(self.priority_eps > 0.0, "replay.priority_eps", "must be > 0")
+        _require(self.segment_length >= 1, "replay.segment_length", "must be >= 1")
+        _require(0 <= self.zstd_level <= 22, "replay.zstd_level", "must be in [0, 22]")
+
+
+@dataclass
+class LearnerConfig:
+    batch_size: int = 256
+    """Samples per training step (B)."""
+    unroll_steps: int = 5
+    """K: dynamics steps unrolled in the loss."""
+    lstm_horizon: int = 5
+    """H: the LSTM state is zeroed after depths that are multiples of H."""
+    lr_init: float = 0.2
+    """Peak learning rate (after warm-up)."""
+    lr_warmup_steps: int = 1000
+    """Linear warm-up length in training steps."""
+    lr_decay_rate: float = 0.1
+    """Step decay factor."""
+    lr_decay_steps: int = 100_000
+    """Decay by lr_decay_rate every this many steps after warm-up."""
+    momentum: float = 0.9
+    """SGD momentum."""
+    weight_decay: float = 1e-4
+    """SGD weight decay."""
+    grad_clip: float = 5.0
+    """Global gradient-norm clip."""
+    value_loss_coeff: float = 0.25
+    """Weight of the value cross-entropy."""
+    policy_loss_coeff: float = 1.0
+    """Weight of the policy cross-entropy."""
+    value_prefix_loss_coeff: float = 1.0
+    """Weight of the value-prefix cross-entropy."""
+    consistency_coeff: float = 2.0
+    """Weight of the negative cosine consistency term."""
+    augment: bool = True
+    """Random shift + intensity augmentation of image inputs."""
+    amp: str = "auto"
+    """'auto' (bf16 on CUDA if supported, else fp16 with a scaler), 'bf16', 'fp16' or 'off'. CPU: fp32."""
+    target_update_interval: int = 200
+    """Target weights at step s are the online weights of step max(0, I*(s//I - 1))."""
+    publish_interval: int = 100
+    """Online weights are published to self-play every this many training steps."""
+    prefetch_depth: int = 2
+    """D: batch s is built from the replay as it stood after update s - D."""
+    queue_size: int = 4
+    """Bound of the TrainingBatch queue feeding the learner thread."""
+
+    def check(self) -> None:
+        _require(1 <= self.batch_size <= 65_536, "learner.batch_size", "must be in [1, 65536]")
+        _require(self.unroll_steps >= 1, "learner.unroll_steps", "must be >= 1")
+        _require(self.lstm_horizon >= 1, "learner.lstm_horizon", "must be >= 1")
+        _require(self.lr_init > 0.0, "learner.lr_init", "must be > 0")
+        _require(self.lr_warmup_steps >= 0, "learner.lr_warmup_steps", "must be >= 0")
+        _require(0.0 < self.lr_decay_rate <= 1.0, "learner.lr_decay_rate", "must be in (0, 1]")
+        _require(self.lr_decay_steps >= 1, "learner.lr_decay_steps", "must be >= 1")
+        _require(0.0 <= self.momentum < 1.0, "learner.momentum", "must be in [0, 1)")
+        _require(self.weight_decay >= 0.0, "learner.weight_decay", "must be >= 0")
+        _require(self.grad_clip > 0.0, "learner.grad_clip", "must be > 0")
+        _require(self.amp in ("auto", "bf16", "fp16", "off"), "learner.amp",
+                 f"must be auto, bf16, fp16 or off, got {self.amp!r}")
+        _require(self.target_update_interval >= 1, "learner.target_update_interval", "must be >= 1")
+        _require(self.publish_interval >= 1, "learner.publish_interval", "must be >= 1")
+        _require(self.prefetch_depth >= 0, "learner.prefetch_depth", "must be >= 0")
+        _require(self.queue_size >= 1, "learner.queue_size", "must be >= 1")
+
+
+@dataclass
+class BatcherConfig:
+    max_batch: int = 256
+    """Largest device batch of recurrent (search) inferences."""
+    max_wait_ms: float = 2.0
+    """A partial batch is sent after waiting this long for more requests."""
+    initial_chunk: int = 32
+    """Initial (representation) inferences run in chunks of at most this size (CPU peaks at 8-32)."""
+    searches_in_flight: int = 2
+    """Search batches interleaved so tree work on CPU overlaps network work."""
+
+    def check(self) -> None:
+        _require(1 <= self.max_batch <= 65_536, "batcher.max_batch", "must be in [1, 65536]")
+        _require(0.0 <= self.max_wait_ms <= 10_000.0, "batcher.max_wait_ms", "must be in [0, 10000]")
+        _require(self.initial_chunk >= 1, "batcher.initial_chunk", "must be >= 1")
+        _require(1 <= self.searches_in_flight <= 64, "batcher.searches_in_flight", "must be in [1, 64]")
+
+
+@dataclass
+class RuntimeConfig:
+    env_steps: int = 100_000
+    """Transitions collected in the whole run (the collection phase)."""
+    start_transitions: int = 2_000
+    """Transitions collected by the uniform random policy before training starts."""
+    train_steps_per_env_step: int = 1
+    """Updates per collected transition after the warm-up (the replay ratio)."""
+    tail_train_steps: int = 20_000
+    """Extra training steps after the last transition (no new data)."""
+    num_envs: int = 1
+    """Self-play env coroutines."""
+    reanalyse_workers: int = 2
+    """Reanalysis coroutines building TrainingBatch objects."""
+    reanalyse_fraction: float = 0.99
+    """Fraction of each batch whose policy targets come from a fresh search."""
+    self_play_lag: int = 100
+    """D_sp: self-play at collection index n acts with weights of version 100*((n - D_sp)//100)."""
+    temperature_steps: tuple[int, ...] = (50_000, 75_000)
+    """Training steps at which the acting temperature drops."""
+    temperatures: tuple[float, ...] = (1.0, 0.5, 0.25)
+    """Acting temperatures before, between and after temperature_steps."""
+    eval_interval: int = 10_000
+    """Periodic evaluation every this many training steps (and at step 0); 0 disables."""
+    eval_episodes: int = 32
+    """Episodes of the periodic and final evaluations."""
+    periodic_eval_max_steps: int = 3_000
+    """Step cap of periodic evaluation episodes."""
+    stall_timeout: float = 300.0
+    """Seconds without progress after which a stage is reported by name and the run stops."""
+    serial: bool = False
+    """Run every component on one thread, one request at a time (bit-deterministic)."""
+    seed: int = 0
+    """Seed of every random stream of the run."""
+    device: str = "auto"
+    """'auto', 'cpu' or 'cuda'."""
+
+    def check(self) -> None:
+        _require(self.env_steps >= 1, "runtime.env_steps", "must be >= 1")
+        _require(self.start_transitions >= 1, "runtime.start_transitions", "must be >= 1")
+        _require(self.train_steps_per_env_step >= 1, "runtime.train_steps_per_env_step", "must be >= 1")
+        _require(self.tail_train_steps >= 0, "runtime.tail_train_steps", "must be >= 0")
+        _require(1 <= self.num_envs <= 4096, "runtime.num_envs", "must be in [1, 4096]")
+        _require(self.reanalyse_workers >= 1, "runtime.reanalyse_workers", "must be >= 1")
+        _require(0.0 <= self.reanalyse_fraction <= 1.0, "runtime.reanalyse_fraction", "must be in [0, 1]")
+        _require(self.self_play_lag >= 0, "runtime.self_play_lag", "must be >= 0")
+        _require(len(self.temperatures) == len(self.temperature_steps) + 1, "runtime.temperatures",
+                 "needs exactly one more entry than runtime.temperature_steps")
+        _require(all(t > 0.0 for t in self.temperatures), "runtime.temperatures", "must be > 0")
+        _require(list(self.temperature_steps) == sorted(self.temperature_steps), "runtime.temperature_steps",
+                 "must be increasing")
+        _require(self.eval_interval >= 0, "runtime.eval_interval", "must be >= 0")
+        _require(self.eval_episodes >= 0, "runtime.eval_episodes", "must be >= 0")
+        _require(self.periodic_eval_max_steps >= 1, "runtime.periodic_eval_max_steps", "must be >= 1")
+        _require(self.stall_timeout > 0.0, "runtime.stall_timeout", "must be > 0")
+        _require(self.seed >= 0, "runtime.seed", "must be >= 0")
+        _require(self.device in ("auto", "cpu", "cuda"), "runtime.device",
+                 f"must be auto, cpu or cuda, got {self.device!r}")
+
+
+@dataclass
+class TrackingConfig:
+    aim: bool = True
+    """Track the run in Aim."""
+    aim_repo: str = ""
+    """Aim repository; empty = the run directory's parent, so runs compare side by side."""
+    log_interval_s: float = 5.0
+    """Seconds between metric flushes to the tracker (Aim costs ~130 us per scalar)."""
+    checkpoint_interval: int = 5_000
+    """Training steps between checkpoints (one is also written at exit)."""
+    keep_checkpoints: int = 3
+    """Checkpoints kept on disk (oldest removed first)."""
+    progress: str = "auto"
+    """Terminal progress: 'auto' (live line on a TTY, quiet otherwise), 'on' or 'off'."""
+
+    def check(self) -> None:
+        _require(self.log_interval_s > 0.0, "tracking.log_interval_s", "must be > 0")
+        _require(self.checkpoint_interval >= 1, "tracking.checkpoint_interval", "must be >= 1")
+        _require(self.keep_checkpoints >= 1, "tracking.keep_checkpoints", "must be >= 1")
+        _require(self.progress in ("auto", "on", "off"), "tracking.progress",
+                 f"must be auto, on or off, got {self.progress!r}")
+
+
+SECTIONS: dict[str, type] = {
+    "env": EnvConfig,
+    "model": ModelConfig,
+    "search": SearchConfig,
+    "replay": ReplayConfig,
+    "learner": LearnerConfig,
+    "batcher": BatcherConfig,
+    "runtime": RuntimeConfig,
+    "tracking": TrackingConfig,
+}
+
+
+@dataclass
+class RunConfig:
+    """A whole run: one section per component, plus the preset it was built from."""
+
+    preset: str = "atari100k"
+    env: EnvConfig = field(default_factory=EnvConfig)
+    model: ModelConfig = field(default_factory=ModelConfig)
+    search: SearchConfig = field(default_factory=SearchConfig)
+    replay: ReplayConfig = field(default_factory=ReplayConfig)
+    learner: LearnerConfig = field(default_factory=LearnerConfig)
+    batcher: BatcherConfig = field(default_factory=BatcherConfig)
+    runtime: RuntimeConfig = field(default_factory=RuntimeConfig)
+    tracking: TrackingConfig = field(default_factory=TrackingConfig)
+
+    def check(self) -> None:
+        """Check every section, then the values that several sections must agree on."""
+        for name in SECTIONS:
+            getattr(self, name).check()
+        same = [
+            ("search.discount", self.search.discount, "replay.discount", self.replay.discount),
+            ("search.lstm_horizon", self.search.lstm_horizon, "learner.lstm_horizon", self.learner.lstm_horizon),
+            ("replay.lstm_horizon", self.replay.lstm_horizon, "learner.lstm_horizon", self.learner.lstm_horizon),
+            ("replay.unroll_steps", self.replay.unroll_steps, "learner.unroll_steps", self.learner.unroll_steps),
+        ]
+        for a, va, b, vb in same:
+            _require(va == vb, a, f"must equal {b} ({va} != {vb})")
+        _require(self.runtime.start_transitions <= self.runtime.env_steps, "runtime.start_transitions",
+                 f"must be <= runtime.env_steps ({self.runtime.env_steps})")
+        _require(self.replay.capacity >= self.learner.batch_size, "replay.capacity",
+                 f"must be >= learner.batch_size ({self.learner.batch_size})")
