@@ -1,0 +1,7 @@
+# Frame preprocessing kernels for Atari: max over the last two emulator frames fused with a
+# separable area-interpolation resize. Implemented in frames.pyx.
+
+cdef int max_pool_resize(const unsigned char[:, :, ::1] a, const unsigned char[:, :, ::1] b,
+                         const int[::1] row_start, const int[::1] row_count, const float[:, ::1] row_w,
+                         const int[::1] col_start, const int[::1] col_count, const float[:, ::1] col_w,
+                         float[:, :, ::1] tmp, unsigned char[:, :, ::1] out) except -1 nogil
