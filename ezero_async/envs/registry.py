@@ -72,7 +72,7 @@ def resolve_game(name: str, family: str = "auto") -> GameId:
         others = [f for f in ("atari", "minatar", "classic") if f != family
                   and _key(name) in {_key(n) for n in game_names(f)}]
         if others:
-            raise UnknownGameError(f"{name!r} is not a {family} game but is a {others[0]} game: "
+            raise UnknownGameError(f"{name!r} is not a {family} game but a {others[0]} one: "
                                    f"use --preset {FAMILY_PRESET[others[0]]} (or set env.family)")
         close = difflib.get_close_matches(_key(name), list(by_key), n=5, cutoff=0.5)
         hint = f"did you mean {', '.join(by_key[c] for c in close)}?" if close else \

@@ -1,0 +1,186 @@
+"""`python -m ezero_async.main --game NAME`: the command line and the wiring of one run.
+
+Every user error (unknown game, bad flag or override, missing run to resume, no CUDA device)
+is one line on stderr and exit code 2, before anything is written to disk.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import textwrap
+from pathlib import Path
+from typing import Any, Sequence
+
+from ezero_async.config import PRESETS, RunConfig, build_config, config_from_dict, field_docs, preset_names
+from ezero_async.config.values import apply_overrides, parse_override
+from ezero_async.errors import ConfigError, UserError
+
+EXIT_USAGE = 2
+EXIT_NOT_BUILT = 3
+
+# Flag -> config key, so a range error names the flag the user typed.
+FLAG_KEYS = {
+    "env_steps": ("--env-steps", "runtime.env_steps"),
+    "seed": ("--seed", "runtime.seed"),
+    "device": ("--device", "runtime.device"),
+    "num_envs": ("--num-envs", "runtime.num_envs"),
+    "eval_episodes": ("--eval-episodes", "runtime.eval_episodes"),
+}
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message: str) -> None:  # one line, exit 2 (argparse prints the usage block too)
+        self.exit(EXIT_USAGE, f"{self.prog}: error: {message} (see --help)\n")
+
+
+def _games_epilog() -> str:
+    from ezero_async.envs.registry import game_names
+
+    lines = ["presets:"]
+    for name in preset_names():
+        lines.append(f"  {name:<10} {PRESETS[name]['about'].get('summary', '')}")
+    lines.append("")
+    lines.append("games (default preset: atari100k for Atari, cartpole for CartPole/Acrobot,")
+    lines.append("       minatar for MinAtar/<Name>; --preset smoke works with any):")
+    wrap = textwrap.TextWrapper(width=96, initial_indent="    ", subsequent_indent="    ")
+    lines.append("  Atari (ale-py ROMs, offline):")
+    lines.extend(wrap.wrap(", ".join(game_names("atari"))))
+    lines.append("  MinAtar: " + ", ".join(f"MinAtar/{n}" for n in game_names("minatar")))
+    lines.append("  classic control: " + ", ".join(game_names("classic")))
+    lines.append("")
+    lines.append("Any config field can be overridden with --set section.field=value (repeatable);")
+    lines.append("--help-config lists every field with its default and meaning.")
+    return "\n".join(lines)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = _Parser(
+        prog="python -m ezero_async.main",
+        description="Train EfficientZero on one machine (asyncio runtime, batched Cython search).",
+        epilog=_games_epilog(),
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parser.add_argument("--game", help="game to train on, e.g. Breakout, Pong, MinAtar/Breakout, CartPole")
+    parser.add_argument("--preset", help=f"configuration preset ({', '.join(preset_names())}); "
+                                         "default: chosen from the game's family")
+    parser.add_argument("--env-steps", type=int, help="environment steps to collect (runtime.env_steps)")
+    parser.add_argument("--seed", type=int, help="seed of every random stream (runtime.seed)")
+    parser.add_argument("--device", choices=("auto", "cpu", "cuda"), help="where the networks run (default auto)")
+    parser.add_argument("--run-dir", type=Path, help="directory for this run (default runs/<game>-<preset>-<time>)")
+    parser.add_argument("--resume", type=Path, metavar="RUN_DIR", help="continue the run saved in RUN_DIR")
+    parser.add_argument("--num-envs", type=int, help="self-play env coroutines (runtime.num_envs)")
+    parser.add_argument("--eval-episodes", type=int, help="episodes per evaluation (runtime.eval_episodes)")
+    parser.add_argument("--no-aim", action="store_true", help="do not track the run in Aim")
+    parser.add_argument("--serial", action="store_true", help="one request at a time, bit-deterministic (debug)")
+    parser.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
+                        help="override a config field, e.g. --set learner.lr_init=0.1 (repeatable)")
+    parser.add_argument("--help-config", action="store_true", help="list every config field and exit")
+    return parser
+
+
+def _flag_overrides(args: argparse.Namespace) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for attr, (_, key) in FLAG_KEYS.items():
+        if getattr(args, attr) is not None:
+            out[key] = getattr(args, attr)
+    if args.no_aim:
+        out["tracking.aim"] = False
+    if args.serial:
+        out["runtime.serial"] = True
+    for text in args.overrides:
+        key, value = parse_override(text)
+        out[key] = value
+    return out
+
+
+def _name_flag(error: ConfigError, overrides: dict[str, Any]) -> ConfigError:
+    """Prefix a range error with the flag the user typed, if the key came from one."""
+    for flag, key in FLAG_KEYS.values():
+        if str(error).startswith(f"{key}:") and key in overrides:
+            return ConfigError(f"{flag} ({error})")
+    return error
+
+
+def load_run_config(run_dir: Path) -> RunConfig:
+    path = run_dir / "config.json"
+    if not path.is_file():
+        raise UserError(f"cannot resume {run_dir}: {path.name} not found there; pass a run directory "
+                        "created by an earlier run")
+    try:
+        data = json.loads(path.read_text())
+    except json.JSONDecodeError as exc:
+        raise UserError(f"cannot resume {run_dir}: {path} is not valid JSON ({exc.msg} at line {exc.lineno}); "
+                        "restore it from the run's latest checkpoint") from exc
+    return config_from_dict(data)
+
+
+def config_from_args(args: argparse.Namespace) -> RunConfig:
+    """The run's configuration: a resumed run's saved config, or defaults <- preset <- game <- flags."""
+    overrides = _flag_overrides(args)
+    try:
+        if args.resume is not None:
+            config = apply_overrides(load_run_config(args.resume), overrides)
+            if args.game is not None:
+                raise UserError("--game cannot be combined with --resume (the run's game is fixed)")
+            if args.preset is not None:
+                raise UserError("--preset cannot be combined with --resume (override fields with --set)")
+            config.check()
+            return config
+        if args.game is None:
+            raise UserError("--game is required (e.g. --game Breakout); see --help for the games")
+        from ezero_async.envs.registry import FAMILY_PRESET, resolve_game
+
+        preset = args.preset
+        if preset is None:
+            preset = FAMILY_PRESET[resolve_game(args.game).family]
+        return build_config(preset, args.game, overrides)
+    except ConfigError as exc:
+        raise _name_flag(exc, overrides) from exc
+
+
+def resolve_device(requested: str) -> str:
+    import torch
+
+    if requested == "cuda" and not torch.cuda.is_available():
+        build = "a CPU-only build" if torch.version.cuda is None else f"CUDA {torch.version.cuda}"
+        raise UserError(f"--device cuda: no CUDA device is visible to torch {torch.__version__} ({build}); "
+                        "use --device cpu, or install the CUDA build of torch (README, 'GPU')")
+    if requested == "auto":
+        return "cuda" if torch.cuda.is_available() else "cpu"
+    return requested
+
+
+def print_config_help() -> None:
+    config = RunConfig()
+    docs = field_docs()
+    for key, doc in docs.items():
+        section, name = key.split(".")
+        print(f"{key} = {getattr(getattr(config, section), name)!r}\n    {doc}")
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    if args.help_config:
+        print_config_help()
+        return 0
+    try:
+        config = config_from_args(args)
+        from ezero_async.envs.registry import make_game, resolve_game
+
+        game_id = resolve_game(config.env.game, config.env.family)
+        device = resolve_device(config.runtime.device)
+        game = make_game(config.env, seed=config.runtime.seed, training=True)
+        game.close()
+    except UserError as exc:
+        print(f"ezero_async: error: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    print(f"ezero_async: {game_id.name} ({game_id.env_id}), preset {config.preset}, device {device}, "
+          f"{config.runtime.env_steps} env steps: configuration OK", file=sys.stderr)
+    print("ezero_async: the trainer is not built yet (asyncio runtime: issue 5); nothing was written",
+          file=sys.stderr)
+    return EXIT_NOT_BUILT
+
+
+if __name__ == "__main__":
+    sys.exit(main())

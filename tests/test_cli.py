@@ -1,0 +1,80 @@
+"""CLI: errors are one line with exit code 2 and name the problem; nothing is written."""
+import subprocess
+import sys
+
+import pytest
+
+from ezero_async.main import EXIT_NOT_BUILT, EXIT_USAGE, main
+
+
+def run_cli(*args):
+    return subprocess.run([sys.executable, "-m", "ezero_async.main", *args], capture_output=True, text=True,
+                          timeout=120)
+
+
+def test_unknown_game_exits_2_with_close_matches():
+    proc = run_cli("--game", "Breakot")
+    assert proc.returncode == EXIT_USAGE
+    lines = proc.stderr.strip().splitlines()
+    assert len(lines) == 1 and "unknown atari game 'Breakot'" in lines[0] and "Breakout" in lines[0]
+
+
+def test_bad_override_exits_2(tmp_path):
+    proc = run_cli("--game", "CartPole", "--set", "learner.lr=0.1", "--run-dir", str(tmp_path / "run"))
+    assert proc.returncode == EXIT_USAGE
+    assert "unknown config key 'learner.lr'" in proc.stderr and "learner.lr_init" in proc.stderr
+    assert not (tmp_path / "run").exists()
+
+
+def test_argparse_errors_are_one_line_exit_2():
+    proc = run_cli("--game", "Pong", "--seed", "x")
+    assert proc.returncode == EXIT_USAGE
+    assert len(proc.stderr.strip().splitlines()) == 1 and "--seed" in proc.stderr
+
+
+@pytest.mark.parametrize("args, fragment", [
+    (["--game", "Pong", "--env-steps", "0"], "--env-steps (runtime.env_steps: must be >= 1)"),
+    (["--game", "Pong", "--num-envs", "0"], "--num-envs"),
+    (["--game", "Pong", "--preset", "foo"], "unknown preset 'foo'"),
+    (["--game", "Pong", "--preset", "minatar"], "'Pong' is not a minatar game"),
+    (["--resume", "/nonexistent/run"], "config.json not found"),
+    ([], "--game is required"),
+    (["--game", "CartPole", "--set", "learner.batch_size=abc"], "learner.batch_size: expected int"),
+])
+def test_user_errors(capsys, args, fragment):
+    assert main(args) == EXIT_USAGE
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and fragment in err[0]
+
+
+def test_cuda_without_gpu_is_a_user_error(capsys):
+    torch = pytest.importorskip("torch")
+    if torch.cuda.is_available():
+        pytest.skip("a CUDA device is present")
+    assert main(["--game", "CartPole", "--device", "cuda"]) == EXIT_USAGE
+    assert "no CUDA device" in capsys.readouterr().err
+
+
+def test_corrupt_resume_config_is_a_user_error(tmp_path, capsys):
+    (tmp_path / "config.json").write_text("{not json")
+    assert main(["--resume", str(tmp_path)]) == EXIT_USAGE
+    assert "not valid JSON" in capsys.readouterr().err
+
+
+def test_valid_configuration_is_accepted(capsys):
+    code = main(["--game", "CartPole", "--preset", "smoke", "--seed", "3", "--no-aim"])
+    assert code in (0, EXIT_NOT_BUILT)
+    assert "error" not in capsys.readouterr().err
+
+
+def test_help_lists_presets_and_games():
+    proc = run_cli("--help")
+    assert proc.returncode == 0
+    for word in ("atari100k", "smoke", "Breakout", "MsPacman", "MinAtar/Breakout", "CartPole", "--set"):
+        assert word in proc.stdout
+
+
+def test_help_config_lists_fields(capsys):
+    assert main(["--help-config"]) == 0
+    out = capsys.readouterr().out
+    assert "learner.lr_init = 0.2" in out and "Peak learning rate" in out

@@ -1,0 +1,114 @@
+"""Config: presets build, overrides are typed and validated, dict round-trip is exact."""
+import dataclasses
+import json
+
+import pytest
+
+from ezero_async.config import (
+    RunConfig, build_config, config_from_dict, config_to_dict, field_docs, parse_override, preset_names,
+)
+from ezero_async.config.sections import SECTIONS
+from ezero_async.errors import ConfigError
+
+
+@pytest.mark.parametrize("preset", ["atari100k", "minatar", "cartpole", "smoke"])
+def test_every_preset_builds_and_checks(preset):
+    config = build_config(preset, "CartPole" if preset == "cartpole" else "Breakout")
+    config.check()
+    assert config.preset == preset
+
+
+def test_presets_are_listed():
+    assert set(preset_names()) >= {"atari100k", "minatar", "cartpole", "smoke"}
+
+
+def test_atari100k_has_the_spec_values():
+    c = build_config("atari100k", "Breakout")
+    assert c.search.discount == 0.997**4 == c.replay.discount
+    assert (c.search.num_simulations, c.search.c_init, c.search.c_base) == (50, 1.25, 19652.0)
+    assert (c.search.dirichlet_alpha, c.search.root_noise_fraction, c.search.value_delta_max) == (0.3, 0.25, 0.01)
+    assert (c.learner.batch_size, c.learner.lr_init, c.learner.lr_warmup_steps) == (256, 0.2, 1000)
+    assert (c.learner.momentum, c.learner.weight_decay, c.learner.grad_clip) == (0.9, 1e-4, 5.0)
+    assert (c.learner.unroll_steps, c.learner.lstm_horizon, c.replay.td_steps) == (5, 5, 5)
+    assert c.learner.target_update_interval == 200
+    assert (c.replay.priority_alpha, c.replay.priority_beta_start, c.replay.priority_beta_steps) == (0.6, 0.4, 120_000)
+    assert c.replay.td_age_unit == 30_000
+    assert (c.runtime.env_steps, c.runtime.start_transitions, c.runtime.tail_train_steps) == (100_000, 2_000, 20_000)
+    assert c.runtime.temperature_steps == (50_000, 75_000) and c.runtime.temperatures == (1.0, 0.5, 0.25)
+    assert (c.env.frame_skip, c.env.obs_size, c.env.frame_stack, c.env.noop_max) == (4, 96, 4, 30)
+    assert c.env.sticky_action_prob == 0.0
+    assert (c.env.max_episode_steps, c.env.eval_max_episode_steps) == (3000, 27000)
+    assert (c.model.support_size, c.model.lstm_hidden, c.model.proj_hidden, c.model.pred_hidden) == (300, 512, 1024, 512)
+
+
+def test_preset_defaults_equal_dataclass_defaults_for_atari100k():
+    # The atari100k file restates the section defaults; the two must never drift apart.
+    preset = build_config("atari100k", "Breakout")
+    default = RunConfig()
+    for name in SECTIONS:
+        a, b = dataclasses.asdict(getattr(preset, name)), dataclasses.asdict(getattr(default, name))
+        differing = {k for k in a if a[k] != b[k]} - {"family", "kind"}
+        assert not differing, f"{name}: {differing}"
+
+
+def test_round_trip_through_json():
+    config = build_config("smoke", "CartPole", {"learner.lr_init": 0.123, "runtime.temperatures": (2.0, 1.0, 0.5)})
+    data = json.loads(json.dumps(config_to_dict(config)))
+    assert config_from_dict(data) == config
+
+
+@pytest.mark.parametrize("text, key, value", [
+    ("learner.lr_init=0.1", "learner.lr_init", 0.1),
+    ("learner.batch_size=1_024", "learner.batch_size", 1024),
+    ("tracking.aim=false", "tracking.aim", False),
+    ("runtime.temperatures=1,0.5,0.25", "runtime.temperatures", (1.0, 0.5, 0.25)),
+    ("env.game=Pong", "env.game", "Pong"),
+])
+def test_parse_override(text, key, value):
+    assert parse_override(text) == (key, value)
+
+
+@pytest.mark.parametrize("text, fragment", [
+    ("learner.lr=0.1", "unknown config key 'learner.lr'"),
+    ("nosuch.x=1", "unknown config key"),
+    ("learner.batch_size=2.5", "learner.batch_size: expected int"),
+    ("tracking.aim=maybe", "tracking.aim: expected bool"),
+    ("learner.lr_init", "must look like section.field=value"),
+])
+def test_bad_overrides_name_the_problem(text, fragment):
+    with pytest.raises(ConfigError, match=fragment):
+        parse_override(text)
+
+
+def test_unknown_key_suggests_close_match():
+    with pytest.raises(ConfigError, match="did you mean learner.lr_init"):
+        parse_override("learner.lr_int=1")
+
+
+@pytest.mark.parametrize("overrides, fragment", [
+    ({"learner.batch_size": 0}, "learner.batch_size: must be in"),
+    ({"search.discount": 1.5}, "search.discount: must be in"),
+    ({"runtime.device": "tpu"}, "runtime.device: must be auto, cpu or cuda"),
+    ({"replay.discount": 0.9}, "search.discount: must equal replay.discount"),
+    ({"runtime.start_transitions": 10**9}, "runtime.start_transitions: must be <="),
+    ({"learner.amp": "fp8"}, "learner.amp"),
+])
+def test_out_of_range_values_are_rejected(overrides, fragment):
+    with pytest.raises(ConfigError, match=fragment):
+        build_config("smoke", "CartPole", overrides)
+
+
+def test_unknown_preset_lists_presets():
+    with pytest.raises(ConfigError, match="available: atari100k, cartpole, minatar, smoke"):
+        build_config("atari200k", "Breakout")
+
+
+def test_config_from_dict_rejects_foreign_sections():
+    with pytest.raises(ConfigError, match="unknown config section"):
+        config_from_dict({"trainer": {}})
+
+
+def test_every_field_is_documented():
+    keys = {f"{s}.{f.name}" for s, cls in SECTIONS.items() for f in dataclasses.fields(cls)}
+    assert keys == set(field_docs())
+    assert all(field_docs().values())
