@@ -6,6 +6,7 @@ build; set EZERO_NO_OPENMP=1 to build without OpenMP. During development,
 `python setup.py build_ext --inplace` rebuilds the modules next to the package sources.
 """
 import os
+import shutil
 import sys
 from pathlib import Path
 
@@ -37,6 +38,14 @@ if OPENMP:
 # contraction of a*b+c into FMA (that changes rounding against the Python reference).
 compile_args.append("-ffp-contract=off")
 
+# Cython looks up the .pxd of module `ezero_async._ext.<stem>` as ezero_async/_ext/<stem>.pxd on
+# its include path, while the sources live in ext/: stage the declarations under their package
+# name in the build folder (a copy, so the sources stay the single place to edit).
+PXD_ROOT = Path("build") / "pxd"
+(PXD_ROOT / "ezero_async" / "_ext").mkdir(parents=True, exist_ok=True)
+for pxd in Path("ext").glob("*.pxd"):
+    shutil.copyfile(pxd, PXD_ROOT / "ezero_async" / "_ext" / pxd.name)
+
 extensions = [
     Extension(
         f"ezero_async._ext.{path.stem}",
@@ -52,7 +61,7 @@ setup(
     ext_modules=cythonize(
         extensions,
         compiler_directives=DIRECTIVES,
-        include_path=["ext"],
+        include_path=[str(PXD_ROOT), "ext"],
         compile_time_env={"EZERO_DEBUG": DEBUG},
     ),
 )

@@ -1,0 +1,79 @@
+"""Named POSIX shared-memory blocks holding numpy arrays: create (owner) or attach (reader) by name.
+
+The owner unlinks its segment on close() and, as a safety net, at interpreter exit (atexit runs
+after an uncaught exception too), so a failed run leaves nothing in /dev/shm. A process killed
+by a signal is covered by multiprocessing's resource tracker, which unlinks segments its owner
+never did. Readers never unlink.
+"""
+from __future__ import annotations
+
+import atexit
+import secrets
+from multiprocessing import resource_tracker, shared_memory
+from typing import Sequence
+
+import numpy as np
+
+ALIGN = 4096
+"""Arrays start on page boundaries (frame rows then never straddle a page needlessly)."""
+
+
+def layout(specs: Sequence[tuple[str, np.dtype, tuple[int, ...]]]) -> tuple[dict[str, int], int]:
+    """Byte offset of each (name, dtype, full shape) in one block, and the block size."""
+    offsets: dict[str, int] = {}
+    cursor = 0
+    for name, dtype, shape in specs:
+        offsets[name] = cursor
+        nbytes = int(np.dtype(dtype).itemsize * int(np.prod(shape, dtype=np.int64)))
+        cursor += (nbytes + ALIGN - 1) // ALIGN * ALIGN
+    return offsets, max(cursor, ALIGN)
+
+
+class SharedArrays:
+    """A set of numpy arrays living in one shared-memory segment.
+
+    `specs` lists (name, dtype, full shape); the layout is a pure function of it, so a reader
+    that knows the specs and the segment name sees the same arrays.
+    """
+
+    def __init__(self, specs: Sequence[tuple[str, np.dtype, tuple[int, ...]]], name: str | None = None,
+                 create: bool = True):
+        offsets, size = layout(specs)
+        if create:
+            name = name or f"ezr_{secrets.token_hex(6)}"
+            self._shm = shared_memory.SharedMemory(name=name, create=True, size=size)
+        else:
+            if name is None:
+                raise ValueError("attach needs the segment name")
+            self._shm = shared_memory.SharedMemory(name=name, create=False)
+            # Python < 3.13 registers attached segments with this process's resource tracker,
+            # which would unlink the owner's segment when the reader exits: undo that.
+            resource_tracker.unregister(self._shm._name, "shared_memory")  # noqa: SLF001
+            if self._shm.size < size:
+                raise ValueError(f"shared memory {name!r} has {self._shm.size} bytes, layout needs {size}")
+        self.owner = create
+        self.name = self._shm.name
+        self.arrays: dict[str, np.ndarray] = {}
+        for spec_name, dtype, shape in specs:
+            self.arrays[spec_name] = np.ndarray(shape, dtype=dtype, buffer=self._shm.buf,
+                                                offset=offsets[spec_name])
+        self._closed = False
+        if create:
+            atexit.register(self.close)
+
+    def close(self) -> None:
+        """Drop the arrays and unmap; the owner also unlinks the name. Idempotent."""
+        if self._closed:
+            return
+        self._closed = True
+        self.arrays.clear()
+        if self.owner:
+            atexit.unregister(self.close)
+            # Unlink first: the name disappears even if a caller still holds an array view.
+            self._shm.unlink()
+        try:
+            self._shm.close()
+        except BufferError:
+            # Some caller still holds a numpy view into the block; the mapping is released when
+            # that view dies. The name is already unlinked above, so nothing leaks in /dev/shm.
+            pass

@@ -1,0 +1,250 @@
+"""Store of record: the replay as a zarr 3 group on disk, appended by a writer thread.
+
+Layout (group attributes document it; SCHEMA_VERSION guards it):
+  attrs.schema      schema_version, game, preset, obs_shape, obs_dtype, num_actions, num_slots,
+                    frame_stack, unroll_steps, td_steps, segment_length, zstd_level
+  attrs.state       cursors at the last flush: write_count, collected, episodes, streams
+                    (per env stream: episode, position, last write, pending write numbers)
+  <field>[W, ...]   every durable schema field in write order (write number w is row w), chunks
+                    of segment_length rows (frames zstd-compressed at zstd_level)
+  priority[num_slots]  raw sampling priorities of the ring slots at the last flush (float64)
+The hot tier holds the last num_slots rows (row w lives in slot w % num_slots). Whole segments
+are appended as they complete; flush() writes the partial tail, the priorities, and finally the
+state attribute (the commit point: rows past state.write_count are ignored on load).
+Every zarr call runs on the writer thread; an exception there is re-raised on the caller's next
+append or flush.
+"""
+from __future__ import annotations
+
+import queue
+import threading
+from collections import deque
+from pathlib import Path
+from typing import NamedTuple
+
+import numpy as np
+import zarr
+from zarr.codecs import ZstdCodec
+
+from ezero_async.replay.hot import HotTier, StreamState
+from ezero_async.replay.schema import SCHEMA_VERSION, ReplaySchema
+
+
+class ReplayStoreError(RuntimeError):
+    """The store of record is missing, truncated, corrupt, or its writer thread failed."""
+
+
+class StoreMeta(NamedTuple):
+    """Descriptive metadata written next to the arrays."""
+
+    game: str
+    """Game name."""
+    preset: str
+    """Preset the run was built from."""
+
+
+class _Job(NamedTuple):
+    start: int
+    data: dict
+    state: dict | None
+    priorities: np.ndarray | None
+
+
+class ReplayStore:
+    """Appends the hot tier's rows to a zarr group from a background writer thread."""
+
+    def __init__(self, directory: str | Path, schema: ReplaySchema, meta: StoreMeta, segment_length: int,
+                 zstd_level: int):
+        self.path = Path(directory)
+        self.schema, self.segment = schema, segment_length
+        if segment_length > schema.num_slots:
+            raise ValueError(f"segment_length {segment_length} exceeds the ring size {schema.num_slots}")
+        self.fields = [f for f in schema.fields() if f.durable]
+        self.group = zarr.open_group(str(self.path), mode="a")
+        if "schema" not in self.group.attrs:
+            self._create(meta, zstd_level)
+        self.appended = int(self.group.attrs.get("state", {}).get("write_count", 0))
+        self._queue: queue.Queue = queue.Queue(maxsize=64)
+        self._error: BaseException | None = None
+        self._thread = threading.Thread(target=self._run, name="replay-zarr-writer", daemon=True)
+        self._thread.start()
+
+    def _create(self, meta: StoreMeta, zstd_level: int) -> None:
+        s = self.schema
+        for f in self.fields:
+            compressors = ZstdCodec(level=zstd_level) if f.name == "frames" else ZstdCodec(level=1)
+            self.group.create_array(f.name, shape=(0, *f.shape), chunks=(self.segment, *f.shape), dtype=f.dtype,
+                                    compressors=compressors, fill_value=0)
+        self.group.create_array("priority", shape=(s.num_slots,), chunks=(s.num_slots,), dtype=np.float64,
+                                fill_value=0.0)
+        self.group.attrs["schema"] = {
+            "schema_version": SCHEMA_VERSION, "game": meta.game, "preset": meta.preset,
+            "obs_shape": list(s.obs_shape), "obs_dtype": s.obs_dtype, "num_actions": s.num_actions,
+            "num_slots": s.num_slots, "frame_stack": s.frame_stack, "unroll_steps": s.unroll_steps,
+            "td_steps": s.td_steps, "segment_length": self.segment, "zstd_level": zstd_level,
+        }
+
+    # ------------------------------------------------------------ caller side
+    def _raise_if_failed(self) -> None:
+        if self._error is not None:
+            raise ReplayStoreError(f"zarr writer thread failed on {self.path}") from self._error
+
+    def _rows(self, hot: HotTier, start: int, stop: int) -> dict:
+        slots = np.arange(start, stop, dtype=np.int64) % hot.num_slots
+        return {f.name: getattr(hot, f.name)[slots] for f in self.fields}  # copies: the ring moves on
+
+    def append(self, hot: HotTier) -> None:
+        """Queue every segment the hot tier completed since the last call (cheap: one copy per
+        segment). Call after appends; raises if the writer thread failed."""
+        self._raise_if_failed()
+        while hot.write_count - self.appended >= self.segment:
+            start = self.appended
+            self._queue.put(_Job(start, self._rows(hot, start, start + self.segment), None, None))
+            self.appended = start + self.segment
+
+    def flush(self, hot: HotTier, priorities: np.ndarray, sampler_rng: dict | None = None) -> None:
+        """Make everything durable: complete segments, the partial tail, priorities
+        (`float64[num_slots]`), cursors and the sampler's generator state (`sampler_rng`, a
+        numpy bit_generator.state dict); blocks until the writer thread has written them."""
+        self.append(hot)
+        tail = self._rows(hot, self.appended, hot.write_count)
+        streams = {str(k): {"episode": v.episode, "position": v.position, "last": v.last,
+                            "pending": [int(x) for x in v.pending]} for k, v in hot.streams.items()}
+        state = {"write_count": hot.write_count, "collected": hot.collected, "episodes": hot.episodes,
+                 "streams": streams, "sampler_rng": sampler_rng}
+        self._queue.put(_Job(self.appended, tail, state, np.array(priorities, np.float64)))
+        self._queue.join()
+        self._raise_if_failed()
+
+    def close(self) -> None:
+        """Stop the writer thread (after the queued jobs); does not flush."""
+        if self._thread.is_alive():
+            self._queue.put(None)
+            self._thread.join()
+        self._raise_if_failed()
+
+    # ------------------------------------------------------------ writer thread
+    def _run(self) -> None:
+        while True:
+            jobs = [self._queue.get()]
+            # Merge the segments that queued up meanwhile: one zarr call per array for all of them.
+            while jobs[-1] is not None and jobs[-1].state is None:
+                try:
+                    jobs.append(self._queue.get_nowait())
+                except queue.Empty:
+                    break
+            try:
+                if self._error is None:
+                    self._write_all([j for j in jobs if j is not None])
+            except BaseException as exc:  # noqa: BLE001 -- handed to the caller, never dropped
+                self._error = exc
+            finally:
+                for _ in jobs:
+                    self._queue.task_done()
+            if jobs[-1] is None:
+                return
+
+    def _write_all(self, jobs: list[_Job]) -> None:
+        i = 0
+        while i < len(jobs):
+            run = [jobs[i]]  # contiguous row ranges become one write
+            while (i + len(run) < len(jobs) and run[-1].state is None
+                   and jobs[i + len(run)].start == run[-1].start + len(run[-1].data["frames"])):
+                run.append(jobs[i + len(run)])
+            data = run[0].data if len(run) == 1 else {
+                k: np.concatenate([j.data[k] for j in run]) for k in run[0].data}
+            last = run[-1]
+            self._write(_Job(run[0].start, data, last.state, last.priorities))
+            i += len(run)
+
+    def _write(self, job: _Job) -> None:
+        stop = job.start + len(job.data["frames"])
+        for name, rows in job.data.items():
+            arr = self.group[name]
+            if arr.shape[0] < stop:
+                # Grow geometrically (metadata rewrites are rare); rows past the committed
+                # write_count are ignored on load.
+                grow = max(stop, 2 * arr.shape[0])
+                arr.resize((-(-grow // self.segment) * self.segment, *arr.shape[1:]))
+            if stop > job.start:
+                arr[job.start:stop] = rows
+        if job.priorities is not None:
+            self.group["priority"][:] = job.priorities
+        if job.state is not None:
+            self.group.attrs["state"] = job.state  # commit point
+
+
+class LoadedStore(NamedTuple):
+    """A store read back from disk."""
+
+    schema: ReplaySchema
+    meta: StoreMeta
+    segment_length: int
+    zstd_level: int
+    priorities: np.ndarray
+    """float64[num_slots]."""
+    sampler_rng: dict | None
+    """The sampler's bit_generator.state at the flush."""
+
+
+def load_into(directory: str | Path, make_hot) -> tuple[HotTier, LoadedStore]:
+    """Validate the store at `directory` and rebuild a hot tier from it.
+
+    `make_hot(schema)` creates the (empty, owned) hot tier. Raises ReplayStoreError naming the
+    array or attribute at fault for a missing, truncated or inconsistent store."""
+    path = Path(directory)
+    if not (path / "zarr.json").exists():
+        raise ReplayStoreError(f"no zarr replay store at {path}")
+    group = zarr.open_group(str(path), mode="r")
+    attrs = dict(group.attrs)
+    if "schema" not in attrs:
+        raise ReplayStoreError(f"{path}: attribute 'schema' missing")
+    meta = attrs["schema"]
+    if meta.get("schema_version") != SCHEMA_VERSION:
+        raise ReplayStoreError(f"{path}: schema_version {meta.get('schema_version')!r}, this code reads {SCHEMA_VERSION}")
+    if "state" not in attrs:
+        raise ReplayStoreError(f"{path}: attribute 'state' missing (never flushed)")
+    state = attrs["state"]
+    schema = ReplaySchema(num_slots=int(meta["num_slots"]), obs_shape=tuple(meta["obs_shape"]),
+                          obs_dtype=meta["obs_dtype"], num_actions=int(meta["num_actions"]),
+                          frame_stack=int(meta["frame_stack"]), unroll_steps=int(meta["unroll_steps"]),
+                          td_steps=int(meta["td_steps"]))
+    w = int(state["write_count"])
+    present = set(group.array_keys())
+    arrays = {}
+    for f in schema.fields():
+        if not f.durable:
+            continue
+        if f.name not in present:
+            raise ReplayStoreError(f"{path}: array '{f.name}' missing")
+        arr = group[f.name]
+        if tuple(arr.shape[1:]) != f.shape or np.dtype(arr.dtype) != f.dtype:
+            raise ReplayStoreError(f"{path}: array '{f.name}' has shape {arr.shape} {arr.dtype}, "
+                                   f"expected [*, {', '.join(map(str, f.shape))}] {f.dtype}")
+        if arr.shape[0] < w:
+            raise ReplayStoreError(f"{path}: array '{f.name}' has {arr.shape[0]} rows but the cursor "
+                                   f"write_count is {w} (truncated store)")
+        arrays[f.name] = arr
+    if "priority" not in present:
+        raise ReplayStoreError(f"{path}: array 'priority' missing")
+    if group["priority"].shape != (schema.num_slots,):
+        raise ReplayStoreError(f"{path}: array 'priority' has shape {group['priority'].shape}, "
+                               f"expected ({schema.num_slots},)")
+    priorities = np.asarray(group["priority"][:], np.float64)
+
+    hot = make_hot(schema)
+    try:
+        lo = max(0, w - schema.num_slots)
+        slots = np.arange(lo, w, dtype=np.int64) % schema.num_slots
+        for name, arr in arrays.items():
+            getattr(hot, name)[slots] = arr[lo:w]
+        streams = {int(k): StreamState(int(v["episode"]), int(v["position"]), int(v["last"]),
+                                       deque(v["pending"])) for k, v in state["streams"].items()}
+        hot.restore_cursors(w, int(state["collected"]), int(state["episodes"]), streams)
+    except BaseException:
+        hot.close()
+        raise
+    loaded = LoadedStore(schema, StoreMeta(meta["game"], meta["preset"]), int(meta["segment_length"]),
+                         int(meta["zstd_level"]), priorities,
+                         state.get("sampler_rng"))
+    return hot, loaded

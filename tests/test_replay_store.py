@@ -1,0 +1,168 @@
+"""Store of record (zarr) round trip, corrupt stores, cross-process readers, no leaked /dev/shm."""
+import json
+import os
+import shutil
+import subprocess
+import sys
+import textwrap
+
+import numpy as np
+import pytest
+
+from ezero_async.config.sections import ReplayConfig
+from ezero_async.replay.buffer import Replay
+from ezero_async.replay.context import ContextBuilder
+from ezero_async.replay.hot import HotTier
+from ezero_async.replay.store import ReplayStoreError, StoreMeta
+
+CFG = ReplayConfig(capacity=48, unroll_steps=2, td_steps=2, td_age_unit=100, segment_length=8)
+FIELDS = ("frames", "action", "reward", "raw_reward", "terminal", "truncated", "episode", "position",
+          "root_value", "policy", "index", "prev", "next", "generation")
+
+
+def fill(rep, steps, seed=0):
+    rng = np.random.default_rng(seed)
+    t = 0
+    for n in range(steps):
+        obs = rng.integers(0, 200, (4, 4, 3), dtype=np.uint8)
+        rep.append(0, obs, int(rng.integers(3)), 1.0, 3.0, 0.1 * n, rng.dirichlet(np.ones(3)).astype(np.float32))
+        t += 1
+        if rng.random() < 0.1:
+            rep.end_episode(0, obs, terminated=bool(n % 2), truncated=not n % 2)
+            t = 0
+
+
+def new_replay(path, seed=0):
+    return Replay(CFG, obs_shape=(4, 4, 3), obs_dtype="uint8", num_actions=3, frame_stack=3, seed=seed,
+                  store_dir=path, meta=StoreMeta("Breakout", "smoke"))
+
+
+def test_round_trip_restores_arrays_and_sampling_state(tmp_path):
+    rep = new_replay(tmp_path / "store")
+    try:
+        fill(rep, 130)  # wraps the 54-slot ring
+        s = rep.sample(8, 5)
+        rep.update_priorities(rep.hot.index[s.slots], np.linspace(0.5, 4.0, 8))
+        rep.flush()
+        loaded = Replay.load(tmp_path / "store", CFG, seed=0)
+        try:
+            for name in FIELDS:
+                np.testing.assert_array_equal(getattr(loaded.hot, name), getattr(rep.hot, name), err_msg=name)
+            np.testing.assert_array_equal(loaded.sampler.priorities(), rep.sampler.priorities())
+            assert loaded.sampler.tree.total == rep.sampler.tree.total
+            assert (loaded.hot.write_count, loaded.collected, loaded.hot.episodes) == \
+                   (rep.hot.write_count, rep.collected, rep.hot.episodes)
+            # Same seed, same state -> same draws; and both continue identically.
+            a, b = rep.sample(16, 7), loaded.sample(16, 7)
+            np.testing.assert_array_equal(a.slots, b.slots)
+            fill(rep, 20, seed=9)
+            fill(loaded, 20, seed=9)
+            np.testing.assert_array_equal(loaded.sampler.priorities(), rep.sampler.priorities())
+            np.testing.assert_array_equal(loaded.hot.frames, rep.hot.frames)
+            attrs = json.loads((tmp_path / "store" / "zarr.json").read_text())["attributes"]["schema"]
+            assert attrs["game"] == "Breakout" and attrs["obs_shape"] == [4, 4, 3] and attrs["schema_version"] == 1
+        finally:
+            loaded.close()
+    finally:
+        rep.close()
+
+
+def _corrupt(path, how):
+    if how == "missing":
+        shutil.rmtree(path / "reward")
+    elif how in ("version", "cursor"):
+        meta = json.loads((path / "zarr.json").read_text())
+        if how == "version":
+            meta["attributes"]["schema"]["schema_version"] = 99
+        else:
+            meta["attributes"]["state"]["write_count"] += 1000
+        (path / "zarr.json").write_text(json.dumps(meta))
+    elif how == "shape":
+        meta = json.loads((path / "policy" / "zarr.json").read_text())
+        meta["shape"][1] = 5
+        meta["chunk_grid"]["configuration"]["chunk_shape"][1] = 5
+        (path / "policy" / "zarr.json").write_text(json.dumps(meta))
+
+
+@pytest.mark.parametrize("how, words", [("missing", "'reward' missing"), ("version", "schema_version 99"),
+                                        ("cursor", "truncated store"), ("shape", "'policy' has shape")])
+def test_corrupt_store_gives_clear_error(tmp_path, how, words):
+    rep = new_replay(tmp_path / "s")
+    fill(rep, 30)
+    rep.flush()
+    rep.close()
+    _corrupt(tmp_path / "s", how)
+    before = set(os.listdir("/dev/shm"))
+    with pytest.raises(ReplayStoreError, match=words):
+        Replay.load(tmp_path / "s", CFG, seed=0)
+    assert set(os.listdir("/dev/shm")) <= before  # a failed load leaks nothing
+
+
+def test_writer_thread_error_reaches_caller(tmp_path):
+    rep = new_replay(tmp_path / "s")
+    try:
+        def boom(job):
+            raise OSError("disk full")
+        rep.store._write = boom
+        with pytest.raises(ReplayStoreError, match="writer thread failed") as info:
+            fill(rep, 40)
+            rep.flush()
+        assert isinstance(info.value.__cause__, OSError)
+    finally:
+        rep.hot.close()
+
+
+READER = textwrap.dedent("""
+    import pickle, sys, numpy as np
+    from ezero_async.replay.hot import HotTier
+    handle = pickle.loads(bytes.fromhex(sys.argv[1]))
+    hot = HotTier.attach(handle)
+    n = hot.published_writes()
+    slots = np.arange(max(0, n - hot.num_slots), n) % hot.num_slots
+    gens = hot.generation[slots].copy()
+    digest = int(hot.frames[slots].astype(np.int64).sum()) + int(hot.index[slots].sum())
+    assert hot.unchanged(slots, gens)
+    print(n, hot.published_collected(), digest)
+    hot.close()
+""")
+
+
+def test_reader_in_another_process_sees_consistent_data(tmp_path):
+    import pickle
+    rep = Replay(CFG, obs_shape=(4, 4, 3), obs_dtype="uint8", num_actions=3, frame_stack=3, seed=0)
+    try:
+        fill(rep, 100)
+        out = subprocess.run([sys.executable, "-c", READER, pickle.dumps(rep.handle).hex()],
+                             capture_output=True, text=True, timeout=60, check=True)
+        n = rep.hot.write_count
+        slots = np.arange(n - rep.hot.num_slots, n) % rep.hot.num_slots
+        digest = int(rep.hot.frames[slots].astype(np.int64).sum()) + int(rep.hot.index[slots].sum())
+        assert out.stdout.split() == [str(n), str(rep.collected), str(digest)]
+        # The reader's exit must not have unlinked the owner's segment.
+        assert os.path.exists(f"/dev/shm/{rep.hot.shm_name}")
+        again = HotTier.attach(rep.handle)
+        ctx = ContextBuilder(again, CFG, 4, 0.0, seed=0).build(rep.sample(4, 0), 0)
+        assert ctx.obs.shape == (4, 5, 4, 4, 3)
+        again.close()
+    finally:
+        rep.close()
+    assert not os.path.exists(f"/dev/shm/{rep.hot.shm_name}")
+
+
+CRASHER = textwrap.dedent("""
+    import sys
+    from ezero_async.config.sections import ReplayConfig
+    from ezero_async.replay.buffer import Replay
+    rep = Replay(ReplayConfig(capacity=64), obs_shape=(8, 8, 3), obs_dtype="uint8", num_actions=4,
+                 frame_stack=4, seed=0, store_dir=sys.argv[1])
+    print(rep.hot.shm_name, flush=True)
+    raise RuntimeError("simulated crash")
+""")
+
+
+def test_no_leaked_shared_memory_after_crash(tmp_path):
+    out = subprocess.run([sys.executable, "-c", CRASHER, str(tmp_path / "s")], capture_output=True, text=True,
+                         timeout=60)
+    assert out.returncode != 0 and "simulated crash" in out.stderr
+    name = out.stdout.split()[0]
+    assert not os.path.exists(f"/dev/shm/{name}")
