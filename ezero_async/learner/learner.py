@@ -1,0 +1,168 @@
+"""The update step: loss forward, 1/K-scaled backward, AMP, clip, SGD; priorities back.
+
+`launch()` enqueues a whole update without waiting for the device; `finish()` is the one
+device->host sync per step (priorities and loss scalars in a single copy). The learner thread
+stages the next batch between the two.
+"""
+from __future__ import annotations
+
+import contextlib
+from typing import Any, NamedTuple
+
+import numpy as np
+import torch
+
+from ezero_async.config.sections import LearnerConfig
+from ezero_async.learner.loss import COMPONENTS, unrolled_loss
+from ezero_async.learner.model import EfficientZeroNet
+from ezero_async.learner.schedule import learning_rate
+from ezero_async.learner.transfer import DeviceBatch
+
+
+class LossStats(NamedTuple):
+    """Python floats of one update (for logging under losses/)."""
+
+    loss: float
+    """(1/B) sum_b w_b L_b, before the 1/K scale."""
+    value: float
+    """Batch mean of sum_k value-mask * CE(value)."""
+    policy: float
+    """Batch mean of sum_k mask * CE(policy)."""
+    value_prefix: float
+    """Batch mean of sum_k mask * CE(value prefix)."""
+    consistency: float
+    """Batch mean of sum_k mask * (-cos) (between -K and K)."""
+    grad_norm: float
+    """Global gradient norm before clipping (after unscaling with fp16)."""
+    lr: float
+    """Learning rate used for this step."""
+
+
+class UpdateResult(NamedTuple):
+    """One finished update, handed to callbacks on the learner thread."""
+
+    step: int
+    """Training step s that was just applied (the learner is now at s + 1)."""
+    indices: np.ndarray
+    """int64[B]: replay indices of the batch."""
+    priorities: np.ndarray
+    """float32[B]: |v_0 - z_0| + eps from the pre-update forward pass."""
+    stats: LossStats
+
+
+class PendingUpdate(NamedTuple):
+    """An update enqueued on the device but not yet read back."""
+
+    step: int
+    lr: float
+    indices: np.ndarray
+    """int64[B]."""
+    readback: torch.Tensor
+    """float32[B + len(COMPONENTS) + 2]: priorities, components, loss, grad norm (device)."""
+
+
+def resolve_amp(amp: str, device: torch.device) -> torch.dtype | None:
+    """The autocast dtype: None (fp32) on CPU or with 'off'; on CUDA 'auto' -> bf16 when the
+    GPU supports it, else fp16."""
+    if device.type != "cuda" or amp == "off":
+        return None
+    if amp == "bf16":
+        return torch.bfloat16
+    if amp == "fp16":
+        return torch.float16
+    if amp == "auto":
+        return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
+    raise ValueError(f"amp must be auto, bf16, fp16 or off, got {amp!r}")
+
+
+class Learner:
+    """Owns the online model (train mode), the optimiser and the step counter.
+
+    model: built by build_model, moved here to `device`; cfg: the learner section;
+    frame_stack: S of the observation windows; start_step: first step to train (resume);
+    seed: seeds the augmentation generator; priority_eps: added to |v_0 - z_0|.
+    """
+
+    def __init__(self, model: EfficientZeroNet, cfg: LearnerConfig, device: torch.device | str, *,
+                 frame_stack: int, start_step: int = 0, seed: int = 0, priority_eps: float = 1e-6) -> None:
+        cfg.check()
+        self.cfg = cfg
+        device = torch.device(device)
+        if device.type == "cuda" and device.index is None:  # set_device/streams need an index
+            device = torch.device("cuda", torch.cuda.current_device())
+        self.device = device
+        self.model = model.to(self.device).train()
+        self.frame_stack = frame_stack
+        self.step = start_step
+        self.priority_eps = priority_eps
+        self.augment = cfg.augment and model.kind != "mlp"
+        self.amp_dtype = resolve_amp(cfg.amp, self.device)
+        self.optimizer = torch.optim.SGD(self.model.parameters(), lr=0.0, momentum=cfg.momentum,
+                                         weight_decay=cfg.weight_decay)
+        # Loss scaling is needed only for fp16 (bf16 has fp32's exponent range).
+        self.scaler = torch.amp.GradScaler("cuda") if self.amp_dtype == torch.float16 else None
+        self.generator = torch.Generator(device=self.device)
+        self.generator.manual_seed(seed)
+
+    def launch(self, batch: DeviceBatch) -> PendingUpdate:
+        """Enqueue forward, backward and the optimiser step for `batch` (must be for the current
+        step). Returns without a host sync on CUDA."""
+        if batch.step != self.step:
+            raise ValueError(f"batch is for training step {batch.step}, the learner is at step {self.step}")
+        lr = learning_rate(self.step, self.cfg)
+        for group in self.optimizer.param_groups:
+            group["lr"] = lr
+        self.optimizer.zero_grad(set_to_none=True)
+        autocast = (torch.autocast(self.device.type, dtype=self.amp_dtype) if self.amp_dtype is not None
+                    else contextlib.nullcontext())
+        with autocast:
+            out = unrolled_loss(self.model, batch, self.cfg, self.frame_stack, self.augment, self.generator)
+        # Every term's gradient is scaled by 1/K.
+        scaled = out.loss / self.cfg.unroll_steps
+        params = [p for p in self.model.parameters() if p.requires_grad]
+        if self.scaler is not None:
+            self.scaler.scale(scaled).backward()
+            self.scaler.unscale_(self.optimizer)
+            norm = torch.nn.utils.clip_grad_norm_(params, self.cfg.grad_clip)
+            self.scaler.step(self.optimizer)  # skips the step on inf/nan gradients
+            self.scaler.update()
+        else:
+            scaled.backward()
+            norm = torch.nn.utils.clip_grad_norm_(params, self.cfg.grad_clip)
+            self.optimizer.step()
+        priorities = (out.value0 - batch.target_value[:, 0]).abs() + self.priority_eps
+        readback = torch.cat([priorities, out.components, out.loss.detach().float().view(1),
+                              norm.detach().float().view(1)])
+        pending = PendingUpdate(step=self.step, lr=lr, indices=batch.indices, readback=readback)
+        self.step += 1
+        return pending
+
+    def finish(self, pending: PendingUpdate) -> UpdateResult:
+        """Read the update back: the one device -> host sync point of a step."""
+        host = pending.readback.cpu().numpy()  # sync point (CUDA): waits for the whole update
+        b = pending.indices.shape[0]
+        comp = host[b:b + len(COMPONENTS)]
+        loss, grad_norm = float(host[-2]), float(host[-1])
+        if self.scaler is None and not np.isfinite(loss):
+            raise FloatingPointError(f"non-finite loss {loss} at training step {pending.step}")
+        stats = LossStats(loss=loss, value=float(comp[0]), policy=float(comp[1]), value_prefix=float(comp[2]),
+                          consistency=float(comp[3]), grad_norm=grad_norm, lr=pending.lr)
+        return UpdateResult(step=pending.step, indices=pending.indices, priorities=host[:b].copy(), stats=stats)
+
+    def train_step(self, batch: DeviceBatch) -> UpdateResult:
+        """launch + finish: one synchronous update."""
+        return self.finish(self.launch(batch))
+
+    def state_dict(self) -> dict[str, Any]:
+        """Everything a checkpoint needs to resume the learner bit-for-bit."""
+        return {"model": self.model.state_dict(), "optimizer": self.optimizer.state_dict(),
+                "scaler": None if self.scaler is None else self.scaler.state_dict(), "step": self.step,
+                "generator": self.generator.get_state()}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        self.model.load_state_dict(state["model"])
+        self.optimizer.load_state_dict(state["optimizer"])
+        if self.scaler is not None and state.get("scaler") is not None:
+            self.scaler.load_state_dict(state["scaler"])
+        self.step = int(state["step"])
+        self.generator.set_state(state["generator"])

@@ -1,0 +1,167 @@
+"""The EfficientZero sub-networks: representation, dynamics (with the LSTM value-prefix head),
+prediction, and the SimSiam projection/predictor. Two families: image latents
+float[B, C, h, w] ('resnet' Atari sizes, 'conv' full-resolution small grids) and vector latents
+float[B, L] ('mlp', vector observations)."""
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import torch
+from torch import nn
+from torch.nn import functional as F
+
+from ezero_async.learner.blocks import AtariStem, ConvHead, bn_mlp, conv3x3, residual_tower
+
+LstmState = tuple[torch.Tensor, torch.Tensor]
+"""(h, c): float[B, lstm_hidden] each."""
+
+
+class ValuePrefixHead(nn.Module):
+    """features -> LSTM cell -> BN -> ReLU -> BN MLP -> value-prefix logits."""
+
+    def __init__(self, features: int, lstm_hidden: int, hidden: Sequence[int], bins: int, momentum: float) -> None:
+        super().__init__()
+        self.lstm = nn.LSTMCell(features, lstm_hidden)
+        self.bn = nn.BatchNorm1d(lstm_hidden, momentum=momentum)
+        self.mlp = bn_mlp(lstm_hidden, hidden, bins, momentum, zero_last=True)
+
+    def forward(self, features: torch.Tensor, state: LstmState) -> tuple[torch.Tensor, LstmState]:
+        """features: float[B, F], state: (h, c) float[B, lstm_hidden] -> (logits float[B, bins], new state)."""
+        h, c = self.lstm(features, state)
+        return self.mlp(F.relu(self.bn(h))), (h, c)
+
+
+# ---------------------------------------------------------------- image latents [B, C, h, w]
+
+class ImageRepresentation(nn.Module):
+    """Stacked frames float[B, S*C, H, W] in [0, 1] -> latent float[B, channels, h, w].
+    stem='atari': the down-sampling stem (96 -> 6); stem='conv': one 3x3 conv at full size."""
+
+    def __init__(self, in_channels: int, channels: int, num_blocks: int, momentum: float, stem: str) -> None:
+        super().__init__()
+        if stem == "atari":
+            self.stem: nn.Module = AtariStem(in_channels, channels, momentum)
+        elif stem == "conv":
+            self.stem = nn.Sequential(conv3x3(in_channels, channels), nn.BatchNorm2d(channels, momentum=momentum),
+                                      nn.ReLU())
+        else:
+            raise ValueError(f"unknown stem {stem!r}: expected 'atari' or 'conv'")
+        self.tower = residual_tower(channels, num_blocks, momentum)
+
+    def forward(self, obs: torch.Tensor) -> torch.Tensor:
+        return self.tower(self.stem(obs))
+
+
+class ImageDynamics(nn.Module):
+    """(latent, action) -> next latent, and the value prefix through the LSTM.
+
+    The action enters as one constant plane a / A; conv to C channels + the latent as a skip;
+    residual blocks. Value prefix: 1x1 conv -> BN -> ReLU -> flatten -> ValuePrefixHead."""
+
+    def __init__(self, channels: int, spatial: int, num_actions: int, num_blocks: int, reduced: int,
+                 lstm_hidden: int, head_hidden: Sequence[int], bins: int, momentum: float) -> None:
+        super().__init__()
+        self.num_actions = num_actions
+        self.conv = conv3x3(channels + 1, channels)
+        self.bn = nn.BatchNorm2d(channels, momentum=momentum)
+        self.tower = residual_tower(channels, num_blocks, momentum)
+        self.reduce = nn.Conv2d(channels, reduced, kernel_size=1)
+        self.reduce_bn = nn.BatchNorm2d(reduced, momentum=momentum)
+        self.value_prefix = ValuePrefixHead(reduced * spatial * spatial, lstm_hidden, head_hidden, bins, momentum)
+
+    def forward(self, latent: torch.Tensor, action: torch.Tensor,
+                state: LstmState) -> tuple[torch.Tensor, torch.Tensor, LstmState]:
+        """latent: float[B, C, h, w], action: int64[B], state: (h, c) float[B, lstm_hidden]
+        -> (next latent float[B, C, h, w], value-prefix logits float[B, bins], new state)."""
+        b, _, height, width = latent.shape
+        plane = (action.to(latent.dtype) / self.num_actions).view(b, 1, 1, 1).expand(b, 1, height, width)
+        x = self.bn(self.conv(torch.cat([latent, plane], dim=1)))
+        next_latent = self.tower(F.relu(x + latent))
+        features = F.relu(self.reduce_bn(self.reduce(next_latent))).flatten(1)
+        logits, new_state = self.value_prefix(features, state)
+        return next_latent, logits, new_state
+
+
+class ImagePrediction(nn.Module):
+    """latent float[B, C, h, w] -> (value logits float[B, bins], policy logits float[B, A])."""
+
+    def __init__(self, channels: int, spatial: int, num_actions: int, num_blocks: int, reduced: int,
+                 head_hidden: Sequence[int], bins: int, momentum: float) -> None:
+        super().__init__()
+        self.tower = residual_tower(channels, num_blocks, momentum)
+        self.value = ConvHead(channels, reduced, spatial, head_hidden, bins, momentum)
+        self.policy = ConvHead(channels, reduced, spatial, head_hidden, num_actions, momentum)
+
+    def forward(self, latent: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        x = self.tower(latent)
+        return self.value(x), self.policy(x)
+
+
+# ---------------------------------------------------------------- vector latents [B, L]
+
+class VectorRepresentation(nn.Module):
+    """Stacked vector observations float[B, S*D] -> latent float[B, L] (BN MLP, ReLU output)."""
+
+    def __init__(self, in_size: int, latent: int, hidden: Sequence[int], momentum: float) -> None:
+        super().__init__()
+        self.mlp = bn_mlp(in_size, hidden, latent, momentum, out_norm=True, out_relu=True)
+
+    def forward(self, obs: torch.Tensor) -> torch.Tensor:
+        return self.mlp(obs)
+
+
+class VectorDynamics(nn.Module):
+    """(latent, one-hot action) -> BN MLP + latent skip -> ReLU; value prefix from the next
+    latent through the ValuePrefixHead."""
+
+    def __init__(self, latent: int, num_actions: int, hidden: Sequence[int], lstm_hidden: int,
+                 head_hidden: Sequence[int], bins: int, momentum: float) -> None:
+        super().__init__()
+        self.num_actions = num_actions
+        self.mlp = bn_mlp(latent + num_actions, hidden, latent, momentum, out_norm=True)
+        self.value_prefix = ValuePrefixHead(latent, lstm_hidden, head_hidden, bins, momentum)
+
+    def forward(self, latent: torch.Tensor, action: torch.Tensor,
+                state: LstmState) -> tuple[torch.Tensor, torch.Tensor, LstmState]:
+        """latent: float[B, L], action: int64[B], state: (h, c) -> (next latent float[B, L],
+        value-prefix logits float[B, bins], new state)."""
+        one_hot = F.one_hot(action, self.num_actions).to(latent.dtype)
+        next_latent = F.relu(self.mlp(torch.cat([latent, one_hot], dim=1)) + latent)
+        logits, new_state = self.value_prefix(next_latent, state)
+        return next_latent, logits, new_state
+
+
+class VectorPrediction(nn.Module):
+    """latent float[B, L] -> (value logits float[B, bins], policy logits float[B, A])."""
+
+    def __init__(self, latent: int, num_actions: int, head_hidden: Sequence[int], bins: int, momentum: float) -> None:
+        super().__init__()
+        self.value = bn_mlp(latent, head_hidden, bins, momentum, zero_last=True)
+        self.policy = bn_mlp(latent, head_hidden, num_actions, momentum, zero_last=True)
+
+    def forward(self, latent: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        return self.value(latent), self.policy(latent)
+
+
+# ---------------------------------------------------------------- consistency (SimSiam)
+
+class Projection(nn.Module):
+    """Flattened latent float[B, N] -> float[B, out]: Linear-BN-ReLU, Linear-BN-ReLU, Linear-BN."""
+
+    def __init__(self, in_size: int, hidden: int, out: int, momentum: float) -> None:
+        super().__init__()
+        self.mlp = bn_mlp(in_size, (hidden, hidden), out, momentum, out_norm=True)
+
+    def forward(self, latent: torch.Tensor) -> torch.Tensor:
+        return self.mlp(latent.flatten(1))
+
+
+class Predictor(nn.Module):
+    """float[B, out] -> float[B, out]: Linear-BN-ReLU, Linear (the online side only)."""
+
+    def __init__(self, size: int, hidden: int, momentum: float) -> None:
+        super().__init__()
+        self.mlp = bn_mlp(size, (hidden,), size, momentum)
+
+    def forward(self, projected: torch.Tensor) -> torch.Tensor:
+        return self.mlp(projected)

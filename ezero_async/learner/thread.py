@@ -1,0 +1,180 @@
+"""LearnerThread: the learner running beside the event loop on its own thread.
+
+Per step s: publish weights at the batch boundary (online every publish_interval steps,
+a target snapshot every target_update_interval steps), enqueue update s, stage batch s + 1
+(its H2D copy overlaps update s on CUDA), then read update s back (the step's one sync point)
+and hand priorities and stats to the callbacks. Errors are stored with their traceback,
+reported through on_error at once, and re-raised by check() / join() on the caller's thread.
+"""
+from __future__ import annotations
+
+import queue
+import threading
+import time
+from collections.abc import Callable
+
+import numpy as np
+import torch
+
+from ezero_async.learner.learner import Learner, LossStats, UpdateResult
+from ezero_async.learner.transfer import BatchMover, DeviceBatch, check_batch
+from ezero_async.learner.weights import WeightStore
+from ezero_async.replay.batch import TrainingBatch
+
+PrioritiesCallback = Callable[[np.ndarray, np.ndarray], None]
+"""(indices int64[B], priorities float32[B]) -> None, called on the learner thread."""
+
+
+class LearnerThread:
+    """Runs `learner` on batches from `batches` (a bounded queue.Queue of TrainingBatch; None
+    ends the thread after the current step).
+
+    online / target: stores the weights are published to (either may be None). Target rule:
+    the snapshot saved at every step s with s % target_update_interval == 0 is version s, and
+    step s uses version schedule.target_version(s, I). Callbacks run on this thread and must be
+    quick and thread-safe (use loop.call_soon_threadsafe to reach asyncio):
+    on_priorities(indices, priorities); on_step(UpdateResult); on_error(exc) — the supervisor's
+    wake-up; on_batch_done(batch) — the host arrays of `batch` are no longer referenced.
+    num_threads: torch intra-op threads of this thread on CPU (1: see FACTS.md).
+    """
+
+    def __init__(self, learner: Learner, batches: queue.Queue[TrainingBatch | None], *,
+                 on_priorities: PrioritiesCallback, online: WeightStore | None = None,
+                 target: WeightStore | None = None, on_step: Callable[[UpdateResult], None] | None = None,
+                 on_error: Callable[[BaseException], None] | None = None,
+                 on_batch_done: Callable[[TrainingBatch], None] | None = None, num_threads: int = 1,
+                 poll_interval: float = 0.05, name: str = "learner") -> None:
+        if num_threads < 1:
+            raise ValueError(f"num_threads must be >= 1, got {num_threads}")
+        self.learner = learner
+        self.batches = batches
+        self.online, self.target = online, target
+        self.on_priorities, self.on_step = on_priorities, on_step
+        self.on_error, self.on_batch_done = on_error, on_batch_done
+        self.num_threads = num_threads
+        self.poll_interval = poll_interval
+        self.mover = BatchMover(learner.device)
+        self.steps_done = 0
+        """Updates applied by this thread."""
+        self.last_stats: LossStats | None = None
+        self.last_step_time = time.monotonic()
+        """time.monotonic() of the last finished update (for stall reports)."""
+        self.timing = {"wait_batch": 0.0, "stage": 0.0, "update": 0.0}
+        """Cumulative seconds of this thread: waiting on an empty queue, staging batches (host
+        copies, enqueueing H2D), and updates (launch + the read-back wait), for timing/ metrics."""
+        self._stop = threading.Event()
+        self._error: BaseException | None = None
+        self._published_online: int | None = None
+        self._published_target: int | None = None
+        self._thread = threading.Thread(target=self._run, name=name, daemon=True)
+
+    # ------------------------------------------------------------ caller side
+
+    def start(self) -> None:
+        self._thread.start()
+
+    def stop(self) -> None:
+        """Request a clean stop between steps (returns at once; join() waits)."""
+        self._stop.set()
+
+    def join(self, timeout: float | None = None) -> None:
+        """Wait for the thread to end, then re-raise its error, if any."""
+        self._thread.join(timeout)
+        self.check()
+
+    def check(self) -> None:
+        """Re-raise the thread's exception (with its original traceback) on the caller's thread."""
+        if self._error is not None:
+            raise self._error
+
+    @property
+    def error(self) -> BaseException | None:
+        return self._error
+
+    def is_alive(self) -> bool:
+        return self._thread.is_alive()
+
+    @property
+    def step(self) -> int:
+        """The next training step the learner will apply."""
+        return self.learner.step
+
+    # ------------------------------------------------------------ thread side
+
+    def _run(self) -> None:
+        try:
+            torch.set_num_threads(self.num_threads)  # per-thread on CPU (OpenMP), see FACTS.md
+            if self.learner.device.type == "cuda":
+                torch.cuda.set_device(self.learner.device)
+                # Own compute stream: never serialised behind the inference thread's work.
+                with torch.cuda.stream(torch.cuda.Stream(self.learner.device)):
+                    self._loop()
+            else:
+                self._loop()
+        except Exception as exc:  # noqa: BLE001 - stored, reported and re-raised by check()
+            self._error = exc
+            if self.on_error is not None:
+                self.on_error(exc)
+
+    def _loop(self) -> None:
+        staged = self._next(block=True)
+        while staged is not None and not self._stop.is_set():
+            batch, current = staged
+            self._publish(self.learner.step)
+            start = time.perf_counter()
+            self.mover.ready(current)  # compute waits for the copy on the device, not the host
+            pending = self.learner.launch(current)
+            self.mover.done(current)
+            launched = time.perf_counter()
+            # Overlap: stage the next batch while the device runs update s.
+            staged = None if self._stop.is_set() else self._next(block=False)
+            staged_at = time.perf_counter()
+            result = self.learner.finish(pending)  # sync point: the update is complete
+            self.timing["update"] += (launched - start) + (time.perf_counter() - staged_at)
+            if self.on_batch_done is not None:
+                self.on_batch_done(batch)
+            self.steps_done += 1
+            self.last_stats = result.stats
+            self.last_step_time = time.monotonic()
+            self.on_priorities(result.indices, result.priorities)
+            if self.on_step is not None:
+                self.on_step(result)
+            if staged is None and not self._stop.is_set():
+                staged = self._next(block=True)
+        if staged is not None and self.on_batch_done is not None:
+            self.on_batch_done(staged[0])  # staged but dropped by a stop request
+        # The boundary after the last update follows the same publication rule.
+        self._publish(self.learner.step)
+
+    def _next(self, block: bool) -> tuple[TrainingBatch, DeviceBatch] | None:
+        """Take and stage the next batch; None on stop, end-of-stream, or (non-blocking) empty."""
+        while not self._stop.is_set():
+            waited = time.perf_counter()
+            try:
+                batch = self.batches.get(timeout=self.poll_interval) if block else self.batches.get_nowait()
+            except queue.Empty:
+                self.timing["wait_batch"] += time.perf_counter() - waited
+                if not block:
+                    return None
+                continue
+            if batch is None:
+                self._stop.set()
+                return None
+            staging = time.perf_counter()
+            self.timing["wait_batch"] += staging - waited
+            model = self.learner.model
+            check_batch(batch, self.learner.frame_stack, self.learner.cfg.unroll_steps, model.num_actions)
+            staged = self.mover.stage(batch)
+            self.timing["stage"] += time.perf_counter() - staging
+            return batch, staged
+        return None
+
+    def _publish(self, step: int) -> None:
+        """At the boundary before training step `step` (weights after `step` updates)."""
+        cfg = self.learner.cfg
+        if self.online is not None and step % cfg.publish_interval == 0 and self._published_online != step:
+            self.online.publish(step, self.learner.model)
+            self._published_online = step
+        if self.target is not None and step % cfg.target_update_interval == 0 and self._published_target != step:
+            self.target.publish(step, self.learner.model)
+            self._published_target = step

@@ -1,0 +1,167 @@
+"""The unrolled loss: masks, the 0.5 latent-gradient hook, augmentation draws, schedules, and
+overfitting a fixed batch."""
+import dataclasses
+
+import numpy as np
+import pytest
+import torch
+
+from ezero_async.config import build_config
+from ezero_async.learner import loss as loss_mod
+from ezero_async.learner.augment import random_shift_intensity
+from ezero_async.learner.learner import Learner
+from ezero_async.learner.loss import model_inputs, unrolled_loss
+from ezero_async.learner.model import build_model
+from ezero_async.learner.schedule import learning_rate, target_version
+from ezero_async.learner.synthetic import random_batch
+from ezero_async.learner.transfer import BatchMover
+
+
+@pytest.fixture(autouse=True)
+def _one_torch_thread():
+    # 2 intra-op threads on a busy 2-core machine are many times slower than 1 (FACTS.md).
+    previous = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(previous)
+
+
+CPU = torch.device("cpu")
+
+
+def _setup(game, shape, actions, batch_size=8, seed=0, random_heads=True, **learner_overrides):
+    cfg = build_config("smoke", game)
+    lcfg = dataclasses.replace(cfg.learner, **learner_overrides)
+    torch.manual_seed(seed)
+    model = build_model(cfg.model, shape, cfg.env.frame_stack, actions, lcfg.lstm_horizon)
+    if random_heads:  # zero-initialised heads predict uniform logits: every target would cost the same
+        with torch.no_grad():
+            for module in model.modules():
+                if isinstance(module, torch.nn.Linear) and not module.weight.any():
+                    module.weight.normal_(0.0, 0.3)
+    batch = random_batch(np.random.default_rng(seed), batch_size, shape, cfg.env.frame_stack, lcfg.unroll_steps,
+                         actions, end_fraction=0.5)
+    return cfg, lcfg, model, batch
+
+
+def _loss(model, batch, lcfg, stack, seed=0):
+    gen = torch.Generator().manual_seed(seed)
+    with torch.no_grad():
+        return unrolled_loss(model, BatchMover(CPU).stage(batch), lcfg, stack, augment=True, generator=gen)
+
+
+@pytest.mark.parametrize("game,shape,actions", [("CartPole", (4,), 2), ("Breakout", (96, 96, 3), 4)])
+def test_masked_positions_do_not_change_the_loss(game, shape, actions):
+    cfg, lcfg, model, batch = _setup(game, shape, actions)
+    model.eval()  # eval-mode BatchNorm: samples are independent, so masked data cannot leak via batch stats
+    s = cfg.env.frame_stack
+    mask, value_mask = batch.mask, batch.value_mask.copy()
+    value_mask[0, 0] = 0.0  # also a value-masked (truncated) position that the policy still uses
+    batch = batch._replace(value_mask=value_mask)
+    assert (mask == 0).any()
+    base = _loss(model, batch, lcfg, s)
+    rng = np.random.default_rng(9)
+    changed = batch._replace(
+        target_value=np.where(value_mask == 0, rng.normal(size=value_mask.shape) * 50, batch.target_value)
+        .astype(np.float32),
+        target_value_prefix=np.where(mask[:, 1:] == 0, 7.0, batch.target_value_prefix).astype(np.float32),
+        target_policy=np.where((mask == 0)[..., None], 1.0 / actions, batch.target_policy).astype(np.float32),
+        actions=np.where(mask[:, 1:] == 0, (batch.actions + 1) % actions, batch.actions),
+    )
+    obs = changed.obs.copy()  # frames past the end (consistency targets of masked positions)
+    for i in range(obs.shape[0]):
+        ends = np.nonzero(mask[i] == 0)[0]
+        if len(ends):
+            obs[i, s + ends[0]:] = obs[i, s + ends[0]:][::-1] // 2 if obs.dtype == np.uint8 else -obs[i, s + ends[0]:]
+    changed = changed._replace(obs=obs)
+    after = _loss(model, changed, lcfg, s)
+    assert after.loss.item() == pytest.approx(base.loss.item(), abs=1e-5)
+    assert torch.allclose(after.components, base.components, atol=1e-5)
+    # An unmasked target does change it (the test can fail).
+    live = batch._replace(target_value=batch.target_value + 3.0 * (value_mask > 0))
+    assert abs(_loss(model, live, lcfg, s).loss.item() - base.loss.item()) > 1e-3
+
+
+def test_latent_gradient_hook_halves_the_gradient_per_dynamics_step(monkeypatch):
+    # Only the value-prefix term at k = 1 is live, so every gradient reaching the representation
+    # passes through s_1 exactly once: the hook must halve it; the value-prefix head sits after
+    # s_1 and is untouched.
+    _, lcfg, model, batch = _setup("CartPole", (4,), 2, value_loss_coeff=0.0, policy_loss_coeff=0.0,
+                                   consistency_coeff=0.0)
+    mask = np.zeros_like(batch.mask)
+    mask[:, :2] = 1.0
+    batch = batch._replace(mask=mask, value_mask=mask)
+    model.train()
+
+    def grads(scale):
+        monkeypatch.setattr(loss_mod, "LATENT_GRAD_SCALE", scale)
+        model.zero_grad()
+        unrolled_loss(model, BatchMover(CPU).stage(batch), lcfg, 4, augment=False).loss.backward()
+        rep = torch.cat([p.grad.flatten() for p in model.representation.parameters()])
+        head = torch.cat([p.grad.flatten() for p in model.dynamics.value_prefix.parameters()])
+        return rep, head
+
+    rep_on, head_on = grads(0.5)
+    rep_off, head_off = grads(1.0)
+    assert rep_off.abs().max() > 0
+    assert torch.allclose(rep_on, 0.5 * rep_off, atol=1e-7, rtol=1e-5)
+    assert torch.allclose(head_on, head_off, atol=1e-7, rtol=1e-5)
+
+
+def test_augmentation_draws_one_shift_for_o_t_and_one_shared_by_all_targets():
+    cfg, lcfg, model, batch = _setup("Breakout", (96, 96, 3), 4)
+    obs = torch.from_numpy(batch.obs)
+    c, k = 3, lcfg.unroll_steps
+    first, targets = model_inputs(model, obs, 4, k, augment=True, generator=torch.Generator().manual_seed(3))
+    assert first.shape == (8, 12, 96, 96) and len(targets) == k
+    for i in range(k - 1):  # consecutive target stacks overlap in 3 frames, augmented identically
+        assert torch.equal(targets[i][:, c:], targets[i + 1][:, :-c])
+    assert not torch.allclose(first[:, c:], targets[0][:, :-c])  # o_t's stack has its own draw
+    plain, _ = model_inputs(model, obs, 4, k, augment=False, generator=None)
+    assert torch.allclose(plain, obs[:, :4].permute(0, 1, 4, 2, 3).reshape(8, 12, 96, 96).float() / 255)
+
+
+def test_random_shift_is_a_crop_of_the_replicate_padded_image():
+    images = torch.rand(6, 2, 12, 12)
+    out = random_shift_intensity(images, torch.Generator().manual_seed(0), intensity=0.0)
+    padded = torch.nn.functional.pad(images, (4, 4, 4, 4), mode="replicate")
+    for i in range(6):
+        assert any(torch.equal(out[i], padded[i, :, dy:dy + 12, dx:dx + 12]) for dy in range(9) for dx in range(9))
+    scaled = random_shift_intensity(torch.ones(500, 1, 8, 8), torch.Generator().manual_seed(1))
+    factors = scaled[:, 0, 0, 0]
+    assert factors.min() >= 0.9 - 1e-6 and factors.max() <= 1.1 + 1e-6 and factors.std() > 0.02
+    assert torch.all(scaled == factors.view(-1, 1, 1, 1))  # one factor per sample
+
+
+def test_learning_rate_and_target_schedules():
+    cfg = build_config("atari100k", "Breakout").learner
+    assert learning_rate(0, cfg) == 0.0
+    assert learning_rate(500, cfg) == pytest.approx(0.1)
+    assert learning_rate(1000, cfg) == pytest.approx(0.2)
+    assert learning_rate(100_999, cfg) == pytest.approx(0.2)
+    assert learning_rate(101_000, cfg) == pytest.approx(0.02)
+    assert [target_version(s, 200) for s in (0, 199, 200, 399, 400, 401, 999)] == [0, 0, 0, 0, 200, 200, 600]
+
+
+def test_overfitting_a_fixed_batch_lowers_the_loss():
+    cfg, lcfg, model, batch = _setup("CartPole", (4,), 2, batch_size=16, random_heads=False)
+    learner = Learner(model, lcfg, CPU, frame_stack=cfg.env.frame_stack)
+    mover = BatchMover(CPU)
+    losses = []
+    for s in range(100):
+        result = learner.train_step(mover.stage(batch._replace(step=s)))
+        losses.append(result.stats.loss)
+        assert result.priorities.shape == (16,) and np.all(result.priorities > 0)
+    assert np.isfinite(losses).all()
+    assert np.mean(losses[-10:]) < 0.5 * np.mean(losses[1:11])
+    assert result.stats.lr == pytest.approx(lcfg.lr_init)
+
+
+def test_priorities_are_value_errors_of_the_prediction_at_k0():
+    cfg, lcfg, model, batch = _setup("CartPole", (4,), 2, random_heads=False)
+    learner = Learner(model, lcfg, CPU, frame_stack=cfg.env.frame_stack)
+    result = learner.train_step(BatchMover(CPU).stage(batch))
+    # Zero-initialised value head: v_0 = 0 before the first update.
+    np.testing.assert_allclose(result.priorities, np.abs(batch.target_value[:, 0]) + 1e-6, rtol=1e-5, atol=1e-6)
+    with pytest.raises(ValueError, match="step"):
+        learner.train_step(BatchMover(CPU).stage(batch._replace(step=5)))

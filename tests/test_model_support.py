@@ -1,0 +1,68 @@
+"""Value supports: h and its exact inverse, two-hot targets, expectations."""
+import numpy as np
+import pytest
+import torch
+
+from ezero_async.learner.support import Support, h, h_inv
+
+
+@pytest.fixture(autouse=True)
+def _one_torch_thread():
+    # 2 intra-op threads on a busy 2-core machine are many times slower than 1 (FACTS.md).
+    previous = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(previous)
+
+
+def test_h_matches_formula_and_inverse_is_exact():
+    x = torch.linspace(-300.0, 300.0, 100_001, dtype=torch.float64)
+    expected = torch.sign(x) * (torch.sqrt(x.abs() + 1) - 1) + 0.001 * x
+    assert torch.allclose(h(x), expected, atol=1e-12, rtol=0)
+    assert (h_inv(h(x)) - x).abs().max().item() < 1e-9
+    x32 = x.float()
+    assert (h_inv(h(x32)) - x32).abs().max().item() < 1e-4
+    assert h(x32).dtype == torch.float32 and h_inv(x32).dtype == torch.float32
+
+
+@pytest.mark.parametrize("size", [300, 10])
+def test_two_hot_round_trip_and_edges(size):
+    support = Support(size)
+    edge = h_inv(torch.tensor([float(size)], dtype=torch.float64)).item()
+    x = torch.cat([torch.linspace(-min(300.0, edge), min(300.0, edge), 20_001, dtype=torch.float64),
+                   torch.tensor([edge, -edge], dtype=torch.float64)])
+    phi = support.two_hot(x)
+    assert phi.shape == (x.shape[0], 2 * size + 1) and phi.dtype == torch.float32
+    assert torch.allclose(phi.sum(1), torch.ones(x.shape[0]), atol=1e-6)
+    assert (phi >= 0).all() and ((phi > 0).sum(1) <= 2).all()
+    back = support.scalar_from_probs(phi.double())
+    assert (back.double() - x).abs().max().item() < 1e-4 * max(1.0, edge / 300.0)
+    # At the edges all mass sits on the outermost bin.
+    assert phi[-2, -1].item() == pytest.approx(1.0) and phi[-1, 0].item() == pytest.approx(1.0)
+
+
+def test_two_hot_clamps_beyond_the_support():
+    support = Support(10)
+    edge = h_inv(torch.tensor(10.0, dtype=torch.float64)).item()
+    phi = support.two_hot(torch.tensor([edge * 5, -edge * 5, 1e9], dtype=torch.float64))
+    assert phi[0, -1] == 1.0 and phi[1, 0] == 1.0 and phi[2, -1] == 1.0
+
+
+def test_two_hot_splits_between_neighbouring_bins():
+    support = Support(5)
+    x = h_inv(torch.tensor([2.25], dtype=torch.float64))  # h(x) = 2.25 -> bins 2 and 3
+    phi = support.two_hot(x)[0].numpy()
+    expected = np.zeros(11, dtype=np.float32)
+    expected[5 + 2], expected[5 + 3] = 0.75, 0.25
+    np.testing.assert_allclose(phi, expected, atol=1e-6)
+
+
+def test_scalar_from_logits_on_uniform_and_peaked_logits():
+    support = Support(300)
+    zero = support.scalar_from_logits(torch.zeros(3, 601))
+    assert zero.dtype == torch.float32 and torch.all(zero.abs() < 1e-4)
+    logits = torch.full((1, 601), -1e4)
+    logits[0, 300 + 7] = 0.0
+    assert support.scalar_from_logits(logits).item() == pytest.approx(h_inv(torch.tensor(7.0)).item(), abs=1e-4)
+    with pytest.raises(ValueError):
+        support.scalar_from_logits(torch.zeros(2, 600))

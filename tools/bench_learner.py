@@ -1,0 +1,119 @@
+"""Learner throughput: training steps/s of the EfficientZero network on synthetic batches.
+
+Compares, in one run and on one device, the learner thread (pinned staging, H2D copy of batch
+s+1 on a side stream while update s runs, a producer thread filling the bounded queue) with a
+naive serial loop (host batch -> synchronous pageable copy -> update -> read back).
+
+    python tools/bench_learner.py --quick                  # atari100k net, B=256, CPU: ~2 min here
+    python tools/bench_learner.py --device cuda            # 3 warm-up + 5 timed (default)
+    python tools/bench_learner.py --preset minatar --frame 10,10,4 --batch 128
+"""
+from __future__ import annotations
+
+import argparse
+import queue
+import threading
+import time
+
+import numpy as np
+import torch
+
+from ezero_async.config import build_config
+from ezero_async.learner.learner import Learner
+from ezero_async.learner.model import build_model, count_parameters
+from ezero_async.learner.synthetic import random_batch
+from ezero_async.learner.thread import LearnerThread
+from ezero_async.learner.transfer import stage_naive
+
+
+def make_learner(args, device):
+    cfg = build_config(args.preset, None, {"learner.batch_size": args.batch, "replay.capacity": max(args.batch, 16)})
+    torch.manual_seed(0)
+    model = build_model(cfg.model, args.frame, cfg.env.frame_stack, args.actions, cfg.learner.lstm_horizon)
+    return Learner(model, cfg.learner, device, frame_stack=cfg.env.frame_stack), cfg
+
+
+def host_batches(cfg, args, count=2):
+    rng = np.random.default_rng(0)
+    return [random_batch(rng, args.batch, args.frame, cfg.env.frame_stack, cfg.learner.unroll_steps, args.actions)
+            for _ in range(count)]
+
+
+def run_naive(args, device) -> tuple[list[float], dict[str, float]]:
+    """Serial: copy (blocking, pageable), update, read back; returns per-step end times."""
+    learner, cfg = make_learner(args, device)
+    pool = host_batches(cfg, args)
+    ends = [time.perf_counter()]
+    for s in range(args.warmup + args.steps):
+        dev = stage_naive(pool[s % len(pool)]._replace(step=s), learner.device)
+        learner.train_step(dev)  # includes the device -> host sync
+        ends.append(time.perf_counter())
+    return ends, {}
+
+
+def run_pipelined(args, device) -> tuple[list[float], dict[str, float]]:
+    """LearnerThread fed by a producer thread; returns per-step end times."""
+    learner, cfg = make_learner(args, device)
+    pool = host_batches(cfg, args)
+    total = args.warmup + args.steps
+    q: queue.Queue = queue.Queue(maxsize=cfg.learner.queue_size)
+    ends = [time.perf_counter()]
+
+    def produce():
+        for s in range(total):
+            q.put(pool[s % len(pool)]._replace(step=s))
+        q.put(None)
+
+    producer = threading.Thread(target=produce, daemon=True)
+    thread = LearnerThread(learner, q, on_priorities=lambda i, p: None,
+                           on_step=lambda r: ends.append(time.perf_counter()), num_threads=args.threads)
+    producer.start()
+    thread.start()
+    thread.join()
+    producer.join()
+    return ends, thread.timing
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"])
+    parser.add_argument("--preset", default="atari100k")
+    parser.add_argument("--frame", default="96,96,3", help="stored frame shape, e.g. 96,96,3 or 10,10,4 or 4")
+    parser.add_argument("--actions", type=int, default=18)
+    parser.add_argument("--batch", type=int, default=256)
+    parser.add_argument("--warmup", type=int, default=3)
+    parser.add_argument("--steps", type=int, default=5)
+    parser.add_argument("--threads", type=int, default=1, help="torch intra-op threads (CPU)")
+    parser.add_argument("--quick", action="store_true", help="1 warm-up + 2 timed steps per mode")
+    args = parser.parse_args()
+    args.frame = tuple(int(v) for v in args.frame.split(","))
+    if args.quick:
+        args.warmup, args.steps = 1, 2
+    device = torch.device("cuda" if args.device == "auto" and torch.cuda.is_available() else
+                          ("cpu" if args.device == "auto" else args.device))
+    torch.set_num_threads(args.threads)  # the naive loop runs on this thread
+
+    learner, _ = make_learner(args, device)
+    model = learner.model
+    inference = sum(count_parameters(getattr(model, n)) for n in ("representation", "dynamics", "prediction"))
+    name = torch.cuda.get_device_name(device) if device.type == "cuda" else f"cpu, {args.threads} thread(s)"
+    print(f"# {args.preset} net ({model.kind}), frame {args.frame}, A={args.actions}: {count_parameters(model):,} "
+          f"params ({inference:,} without the consistency branch); amp={learner.amp_dtype}; device {name}")
+    del learner, model
+
+    rows = []
+    for mode, fn in (("naive", run_naive), ("pipelined", run_pipelined)):
+        ends, timing = fn(args, device)
+        if timing:
+            print(f"# learner thread, all steps: " + ", ".join(f"{k} {v:.2f} s" for k, v in timing.items()))
+        timed = np.diff(ends)[args.warmup:]
+        rows.append((mode, len(timed), float(np.mean(timed)), float(np.median(timed)), len(timed) / float(np.sum(timed))))
+    print(f"{'mode':<10} {'batch':>5} {'steps':>5} {'mean s/step':>11} {'median s/step':>13} {'steps/s':>8} "
+          f"{'samples/s':>9}")
+    for mode, n, mean, median, rate in rows:
+        print(f"{mode:<10} {args.batch:>5} {n:>5} {mean:>11.4f} {median:>13.4f} {rate:>8.3f} {rate * args.batch:>9.1f}")
+    print(f"ratio pipelined / naive steps/s: {rows[1][4] / rows[0][4]:.3f}")
+
+
+if __name__ == "__main__":
+    main()
