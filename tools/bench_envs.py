@@ -1,30 +1,44 @@
-"""Env stepping: raw emulator vs our Game layer vs the asyncio EnvStepper, measured in one run.
+"""Env stepping: raw emulator vs our Game layer vs EnvPool (inline and worker processes), one run.
 
     python tools/bench_envs.py [--quick] [--game Breakout] [--coroutines 16]
 
 Prints agent steps/s (median of --repeats) for:
-  gil        ale.act frames/s on 1 vs 2 threads (does the emulator release the GIL?)
-  raw        gymnasium ALE/<game>-v5 (frameskip 4, raw 210x160 RGB, no preprocessing), 1 and 2 threads
-  game       our AtariGame.step (frame skip, max-pool, 96x96 area resize), called directly
-  stepper    our layer through EnvStepper from N coroutines on a uvloop/asyncio loop, 1 and 2 threads
-  pure       MinAtar and CartPole: raw gym step vs our Game inline vs one thread hop per step
+  gil      ale.act frames/s on 1 vs 2 threads (does the emulator release the GIL?)
+  raw      gymnasium ALE/<game>-v5 (frameskip 4, raw 210x160 RGB, no preprocessing), 1 and 2 processes
+  game     our AtariGame.step (frame skip, max-pool, 96x96 area resize), called directly
+  pool     EnvPool from N coroutines on a uvloop loop: inline, 1 and 2 worker processes
+  pure     MinAtar and CartPole: raw gym step vs Game inline vs a worker-process round trip
 """
 from __future__ import annotations
 
 import argparse
 import asyncio
+import multiprocessing as mp
 import statistics
+import sys
 import threading
 import time
-from concurrent.futures import ThreadPoolExecutor
 from typing import Callable
 
 import gymnasium as gym
 import numpy as np
 
 from ezero_async.config import build_config
-from ezero_async.envs import EnvStepper, make_game
+from ezero_async.envs import EnvPool, GameFactory, make_game
 from ezero_async.envs.atari import register_ale
+
+
+class Rows(list):
+    """(group, label, rate) rows; each is echoed to stderr as it is measured (progress)."""
+
+    def append(self, row: tuple[str, str, float]) -> None:
+        super().append(row)
+        print(f"  measured {row[1]}: {row[2]:,.0f}/s", file=sys.stderr, flush=True)
+
+    def __iadd__(self, rows):  # type: ignore[override]
+        for row in rows:
+            self.append(row)
+        return self
 
 
 def median_rate(fn: Callable[[], int], repeats: int) -> float:
@@ -65,7 +79,7 @@ def main() -> None:
         args.steps, args.repeats = 500, 1
     register_ale()
     env_cfg = build_config("atari100k", args.game).env
-    rows: list[tuple[str, str, float]] = []
+    rows = Rows()
 
     # Does the emulator release the GIL? Two threads on two emulators vs one.
     envs = [gym.make(f"ALE/{args.game}-v5", frameskip=1, repeat_action_probability=0.0) for _ in range(2)]
@@ -87,22 +101,9 @@ def main() -> None:
     gil2 = median_rate(in_threads(act, 2), args.repeats)
     rows += [("gil", "ale.act frames/s, 1 thread", gil1), ("gil", "ale.act frames/s, 2 threads", gil2)]
 
-    raw_envs = [gym.make(f"ALE/{args.game}-v5", frameskip=4, repeat_action_probability=0.0) for _ in range(2)]
-    for i, e in enumerate(raw_envs):
-        e.reset(seed=i)
-    n_actions = raw_envs[0].action_space.n
-
-    def raw(i: int) -> int:
-        env, rng = raw_envs[i], np.random.default_rng(i)
-        for _ in range(args.steps):
-            _, _, term, trunc, _ = env.step(int(rng.integers(n_actions)))
-            if term or trunc:
-                env.reset()
-        return args.steps
-
-    raw1 = median_rate(in_threads(raw, 1), args.repeats)
-    raw2 = median_rate(in_threads(raw, 2), args.repeats)
-    rows += [("raw", "gymnasium v5 env.step, 1 thread", raw1), ("raw", "gymnasium v5 env.step, 2 threads", raw2)]
+    raw1 = statistics.median(raw_in_processes(args.game, args.steps, 1) for _ in range(args.repeats))
+    raw2 = statistics.median(raw_in_processes(args.game, args.steps, 2) for _ in range(args.repeats))
+    rows += [("raw", "gymnasium v5 env.step, 1 process", raw1), ("raw", "gymnasium v5 env.step, 2 processes", raw2)]
 
     games = [make_game(env_cfg, seed=i, training=True) for i in range(max(2, args.coroutines))]
     for g in games:
@@ -117,45 +118,21 @@ def main() -> None:
         return args.steps
 
     game1 = median_rate(in_threads(ours, 1), args.repeats)
-    game2 = median_rate(in_threads(ours, 2), args.repeats)
-    rows += [("game", "AtariGame.step, 1 thread", game1), ("game", "AtariGame.step, 2 threads", game2)]
+    rows += [("game", "AtariGame.step, called directly", game1)]
+    for g in games:
+        g.close()
 
-    def through_stepper(threads: int) -> Callable[[], int]:
-        per = max(1, args.steps * threads // args.coroutines)
-
-        async def actor(stepper: EnvStepper, g, rng) -> int:
-            for _ in range(per):
-                s = await stepper.step(g, int(rng.integers(g.num_actions)))
-                if s.terminated or s.truncated:
-                    await stepper.reset(g)
-            return per
-
-        async def run_all() -> int:
-            stepper = EnvStepper(num_threads=threads)
-            try:
-                done = await asyncio.gather(*(actor(stepper, games[i], np.random.default_rng(i))
-                                              for i in range(args.coroutines)))
-            finally:
-                stepper.close()
-            return sum(done)
-
-        def run() -> int:
-            try:
-                import uvloop
-
-                return uvloop.run(run_all())
-            except ImportError:
-                return asyncio.run(run_all())
-
-        return run
-
-    step1 = median_rate(through_stepper(1), args.repeats)
-    step2 = median_rate(through_stepper(2), args.repeats)
-    rows += [("stepper", f"EnvStepper, {args.coroutines} coroutines, 1 thread", step1),
-             ("stepper", f"EnvStepper, {args.coroutines} coroutines, 2 threads", step2)]
+    factory = GameFactory(env_cfg, training=True)
+    pool_rates = {}
+    for workers in (0, 1, 2):
+        pool = EnvPool(factory, num_envs=args.coroutines, seed=0, num_workers=workers)
+        pool_rates[workers] = median_rate(lambda: drive_pool(pool, args.coroutines, args.steps * max(1, workers)),
+                                          args.repeats)
+        pool.close()
+        label = "inline" if workers == 0 else f"{workers} worker process{'es' if workers > 1 else ''}"
+        rows.append(("pool", f"EnvPool, {args.coroutines} coroutines, {label}", pool_rates[workers]))
 
     # Pure-Python games: inline step vs one thread hop per step.
-    hop_pool = ThreadPoolExecutor(1)
     for preset, name, gym_id, kwargs in [("minatar", "MinAtar/Breakout", "MinAtar/Breakout-v1",
                                           {"sticky_action_prob": 0.0}),
                                          ("cartpole", "CartPole", "CartPole-v1", {})]:
@@ -182,26 +159,72 @@ def main() -> None:
                     g.reset()
             return n
 
-        def hop() -> int:
-            rng = np.random.default_rng(0)
-            for _ in range(n // 5):
-                s = hop_pool.submit(g.step, int(rng.integers(g.num_actions))).result()
-                if s.terminated or s.truncated:
-                    g.reset()
-            return n // 5
+        hop_pool = EnvPool(GameFactory(cfg, training=True), num_envs=1, seed=0, num_workers=1)
+        hop_rate = median_rate(lambda: drive_pool(hop_pool, 1, n // 10), args.repeats)
+        hop_pool.close()
 
         rows += [("pure", f"{gym_id} raw gym step", median_rate(raw_pure, args.repeats)),
                  ("pure", f"{gym_id} Game.step inline", median_rate(inline, args.repeats)),
-                 ("pure", f"{gym_id} Game.step, thread hop per step", median_rate(hop, args.repeats))]
-    hop_pool.shutdown()
+                 ("pure", f"{gym_id} EnvPool, 1 worker process", hop_rate)]
 
     print(f"{'what':<8} {'measurement':<48} {'per second':>12}")
     for what, label, rate in rows:
         print(f"{what:<8} {label:<48} {rate:>12,.0f}")
     print()
-    print(f"GIL released by ale.act: 2-thread scaling {gil2 / gil1:.2f}x (2.0 = fully parallel)")
-    print(f"our layer vs raw v5 (1 thread): {game1 / raw1:.2f}x; stepper (2 threads) vs raw v5 (2 threads): "
-          f"{step2 / raw2:.2f}x; stepper 2 vs 1 thread: {step2 / step1:.2f}x")
+    print(f"ale.act 2-thread scaling {gil2 / gil1:.2f}x (2.0 would mean it releases the GIL)")
+    print(f"raw 2 vs 1 process: {raw2 / raw1:.2f}x; our Game vs raw (1 core): {game1 / raw1:.2f}x")
+    print(f"EnvPool 2 workers vs raw 2 processes: {pool_rates[2] / raw2:.2f}x; "
+          f"vs inline: {pool_rates[2] / pool_rates[0]:.2f}x")
+
+
+def _raw_worker(game: str, steps: int, seed: int, barrier, results) -> None:
+    register_ale()
+    env = gym.make(f"ALE/{game}-v5", frameskip=4, repeat_action_probability=0.0)
+    env.reset(seed=seed)
+    rng = np.random.default_rng(seed)
+    barrier.wait()
+    start = time.perf_counter()
+    for _ in range(steps):
+        _, _, term, trunc, _ = env.step(int(rng.integers(env.action_space.n)))
+        if term or trunc:
+            env.reset()
+    results.put(time.perf_counter() - start)
+
+
+def raw_in_processes(game: str, steps: int, processes: int) -> float:
+    """Aggregate agent steps/s of raw v5 stepping in `processes` processes started together
+    (timed inside the processes, after a barrier, so start-up is not counted)."""
+    ctx = mp.get_context("spawn")
+    barrier, results = ctx.Barrier(processes), ctx.Queue()
+    procs = [ctx.Process(target=_raw_worker, args=(game, steps, i, barrier, results)) for i in range(processes)]
+    for p in procs:
+        p.start()
+    elapsed = max(results.get() for _ in procs)
+    for p in procs:
+        p.join()
+    return steps * processes / elapsed
+
+
+def drive_pool(pool: EnvPool, coroutines: int, total_steps: int) -> int:
+    per = max(1, total_steps // coroutines)
+
+    async def actor(i: int) -> int:
+        rng = np.random.default_rng(i)
+        await pool.reset(i)
+        for _ in range(per):
+            s = await pool.step(i, int(rng.integers(pool.num_actions)))
+            if s.terminated or s.truncated:
+                await pool.reset(i)
+        return per
+
+    async def run_all() -> int:
+        return sum(await asyncio.gather(*(actor(i) for i in range(coroutines))))
+
+    try:
+        import uvloop
+    except ImportError:
+        return asyncio.run(run_all())
+    return uvloop.run(run_all())
 
 
 if __name__ == "__main__":

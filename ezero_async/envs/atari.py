@@ -3,7 +3,7 @@
 gymnasium builds the env (ROM lookup, seeding, minimal action set) with frameskip=1 and sticky
 actions as configured; the agent step then drives the ALE interface directly: `frame_skip`
 emulator frames, reward summed, the max over the last two screens, area-resized to 96x96 RGB.
-`ale.act` and the resize kernel release the GIL, so games step in parallel on worker threads.
+`ale.act` holds the GIL (tools/bench_envs.py), so EnvPool steps these games in worker processes.
 """
 from __future__ import annotations
 
@@ -30,7 +30,7 @@ def register_ale() -> None:
 
 class AtariGame(Game):
     family = "atari"
-    releases_gil = True
+    offload = True
 
     def __init__(self, env_id: str, *, seed: int, training: bool, frame_skip: int = 4, noop_max: int = 30,
                  sticky_action_prob: float = 0.0, obs_size: int = 96, clip_rewards: bool = True,

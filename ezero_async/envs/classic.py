@@ -13,7 +13,7 @@ from ezero_async.envs.game import Game, ObsSpec
 
 class ClassicGame(Game):
     family = "classic"
-    releases_gil = False
+    offload = False
 
     def __init__(self, env_id: str, *, seed: int, training: bool, clip_rewards: bool = False,
                  max_steps: int = 500) -> None:

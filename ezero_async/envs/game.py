@@ -47,8 +47,8 @@ class Game(ABC):
     here; families implement _reset_game() and _step()."""
 
     family: str = ""
-    releases_gil: bool = False
-    """True when stepping runs in native code without the GIL (worth a worker thread)."""
+    offload: bool = False
+    """True when a step is expensive enough (hundreds of µs) to run in a worker process."""
 
     def __init__(self, name: str, *, training: bool, clip_rewards: bool, episode_life: bool,
                  max_steps: int) -> None:

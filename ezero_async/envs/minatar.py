@@ -24,7 +24,7 @@ def register_minatar() -> None:
 
 class MinAtarGame(Game):
     family = "minatar"
-    releases_gil = False
+    offload = False
 
     def __init__(self, env_id: str, *, seed: int, training: bool, sticky_action_prob: float = 0.0,
                  clip_rewards: bool = True, max_steps: int = 5000) -> None:
