@@ -4,7 +4,7 @@ Every batched method converts its arguments once, releases the GIL for the whole
 never calls back into Python per element. The tree is not internally locked: a caller that
 samples and updates from different threads serialises the calls (replay.sampler does).
 """
-from libc.math cimport pow
+from libc.math cimport INFINITY, pow
 from libc.stdint cimport int64_t
 
 
@@ -95,6 +95,48 @@ cdef class SumTree:
                 slot = self._find((b + uniforms[b]) * total / n)
                 out_slots[b] = slot
                 out_mass[b] = self.sums[self.size + slot]
+        return total
+
+    def update_existing(self, const int64_t[::1] slots, const double[::1] priorities):
+        """Learner feedback: set raw priorities (finite, > 0) of `slots: int64[N]` from
+        `priorities: float64[N]`, skipping slots whose priority is 0 (evicted or invalidated
+        since they were sampled, so they stay unsampleable). Returns how many were set."""
+        cdef Py_ssize_t n = slots.shape[0], i, done = 0
+        cdef int64_t slot
+        if priorities.shape[0] != n:
+            raise ValueError(f"update_existing: {n} slots but {priorities.shape[0]} priorities")
+        for i in range(n):
+            if slots[i] < 0 or slots[i] >= self.capacity:
+                raise ValueError(f"update_existing: slot {slots[i]} outside [0, {self.capacity})")
+            if not (0.0 < priorities[i] < INFINITY):
+                raise ValueError(f"update_existing: priority {priorities[i]} at slot {slots[i]} must be "
+                                 "finite and > 0 (add priority_eps)")
+        with nogil:
+            for i in range(n):
+                slot = slots[i]
+                if self.maxes[self.size + slot] > 0.0:
+                    self._set(slot, priorities[i])
+                    done += 1
+        return done
+
+    def sample_weighted(self, const double[::1] uniforms, double beta, int64_t[::1] out_slots,
+                        double[::1] out_probs, float[::1] out_weights):
+        """sample() plus P(i) into `out_probs: float64[B]` and the importance weights
+        w = (count * P(i))^-beta / max_b w into `out_weights: float32[B]`. Returns the total."""
+        cdef Py_ssize_t n = uniforms.shape[0], b
+        cdef double total = self.sample(uniforms, out_slots, out_probs)
+        cdef double p_min = INFINITY
+        if out_weights.shape[0] != n:
+            raise ValueError("sample_weighted: out_weights needs the length of uniforms")
+        with nogil:
+            for b in range(n):
+                out_probs[b] = out_probs[b] / total
+                if out_probs[b] < p_min:
+                    p_min = out_probs[b]
+            # w is decreasing in P (beta >= 0), so max_b w is the weight of the smallest P and
+            # w_b / max w = (P_b / P_min)^-beta: one pow per draw.
+            for b in range(n):
+                out_weights[b] = <float>pow(out_probs[b] / p_min, -beta)
         return total
 
     def get(self, const int64_t[::1] slots, double[::1] out):

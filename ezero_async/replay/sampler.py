@@ -80,29 +80,19 @@ class PrioritySampler:
         are no longer sampleable (evicted, invalidated) are skipped so they stay unsampled."""
         slots = np.ascontiguousarray(slots, np.int64)
         pr = np.ascontiguousarray(priorities, np.float64)
-        if slots.shape != pr.shape:
-            raise ValueError(f"update: slots {slots.shape} and priorities {pr.shape} differ")
-        if not np.all(np.isfinite(pr)) or np.any(pr <= 0.0):
-            raise ValueError("update: priorities must be finite and > 0 (add priority_eps)")
         with self.lock:
-            cur = np.empty(len(slots))
-            self.tree.get(slots, cur)
-            keep = cur > 0.0
-            self.tree.update(np.ascontiguousarray(slots[keep]), np.ascontiguousarray(pr[keep]))
+            self.tree.update_existing(slots, pr)  # validates: finite, > 0, matching lengths
 
     def sample(self, batch_size: int, step: int) -> Sample:
         """Stratified proportional draw of `batch_size` slots for training step `step`."""
         u = self.rng.random(batch_size)
         slots = np.empty(batch_size, np.int64)
-        mass = np.empty(batch_size, np.float64)
-        with self.lock:
-            total = self.tree.sample(u, slots, mass)
-            n = self.tree.count
-        probs = mass / total
+        probs = np.empty(batch_size, np.float64)
+        weights = np.empty(batch_size, np.float32)
         beta = beta_at(step, self.config)
-        w = (n * probs) ** (-beta)
-        w /= w.max()
-        return Sample(slots, w.astype(np.float32), probs, beta)
+        with self.lock:
+            self.tree.sample_weighted(u, beta, slots, probs, weights)
+        return Sample(slots, weights, probs, beta)
 
     def priorities(self) -> np.ndarray:
         """float64[num_slots] raw priorities (for the store of record)."""
