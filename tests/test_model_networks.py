@@ -6,15 +6,6 @@ from ezero_async.config import build_config
 from ezero_async.learner.model import build_model, count_parameters, resolve_kind, stack_frames
 
 
-@pytest.fixture(autouse=True)
-def _one_torch_thread():
-    # 2 intra-op threads on a busy 2-core machine are many times slower than 1 (FACTS.md).
-    previous = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(previous)
-
-
 CASES = [  # preset, game, frame shape, actions, expected kind, latent shape
     ("smoke", "Breakout", (96, 96, 3), 4, "resnet", (8, 6, 6)),
     ("smoke", "Breakout", (10, 10, 4), 6, "conv", (8, 10, 10)),

@@ -6,15 +6,6 @@ import torch
 from ezero_async.learner.support import Support, h, h_inv
 
 
-@pytest.fixture(autouse=True)
-def _one_torch_thread():
-    # 2 intra-op threads on a busy 2-core machine are many times slower than 1 (FACTS.md).
-    previous = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(previous)
-
-
 def test_h_matches_formula_and_inverse_is_exact():
     x = torch.linspace(-300.0, 300.0, 100_001, dtype=torch.float64)
     expected = torch.sign(x) * (torch.sqrt(x.abs() + 1) - 1) + 0.001 * x
