@@ -64,8 +64,6 @@ class LearnerThread:
         copies, enqueueing H2D), and updates (launch + the read-back wait), for timing/ metrics."""
         self._stop = threading.Event()
         self._error: BaseException | None = None
-        self._published_online: int | None = None
-        self._published_target: int | None = None
         self._thread = threading.Thread(target=self._run, name=name, daemon=True)
 
     # ------------------------------------------------------------ caller side
@@ -172,9 +170,14 @@ class LearnerThread:
     def _publish(self, step: int) -> None:
         """At the boundary before training step `step` (weights after `step` updates)."""
         cfg = self.learner.cfg
-        if self.online is not None and step % cfg.publish_interval == 0 and self._published_online != step:
+        # A store may already hold this version (the runtime publishes the initial weights as
+        # version 0 before the first batch exists, so self-play and reanalysis can start).
+        if self.online is not None and step % cfg.publish_interval == 0 and _older(self.online, step):
             self.online.publish(step, self.learner.model)
-            self._published_online = step
-        if self.target is not None and step % cfg.target_update_interval == 0 and self._published_target != step:
+        if self.target is not None and step % cfg.target_update_interval == 0 and _older(self.target, step):
             self.target.publish(step, self.learner.model)
-            self._published_target = step
+
+
+def _older(store: WeightStore, step: int) -> bool:
+    newest = store.newest
+    return newest is None or newest < step

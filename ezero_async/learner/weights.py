@@ -76,6 +76,12 @@ class WeightStore:
 
     # ------------------------------------------------------------ readers (any thread)
 
+    @property
+    def newest(self) -> int | None:
+        """The newest version published so far (None before the first)."""
+        with self._cond:
+            return self._newest
+
     def versions(self) -> list[int]:
         """Published versions currently held, oldest first."""
         with self._cond:
