@@ -210,7 +210,7 @@ class LearnerConfig:
     publish_interval: int = 100
     """Online weights are published to self-play every this many training steps."""
     prefetch_depth: int = 2
-    """D: batch s is built from the replay as it stood after update s - D."""
+    """D >= 1: batch s is built from the replay as it stood after update s - D."""
     queue_size: int = 4
     """Bound of the TrainingBatch queue feeding the learner thread."""
 
@@ -229,7 +229,8 @@ class LearnerConfig:
                  f"must be auto, bf16, fp16 or off, got {self.amp!r}")
         _require(self.target_update_interval >= 1, "learner.target_update_interval", "must be >= 1")
         _require(self.publish_interval >= 1, "learner.publish_interval", "must be >= 1")
-        _require(self.prefetch_depth >= 0, "learner.prefetch_depth", "must be >= 0")
+        _require(self.prefetch_depth >= 1, "learner.prefetch_depth",
+                 "must be >= 1 (batch s is built from the priorities after update s - D)")
         _require(self.queue_size >= 1, "learner.queue_size", "must be >= 1")
 
 
