@@ -9,6 +9,7 @@ import argparse
 import json
 import sys
 import textwrap
+import time
 from pathlib import Path
 from typing import Any, Sequence
 
@@ -175,11 +176,29 @@ def main(argv: Sequence[str] | None = None) -> int:
     except UserError as exc:
         print(f"ezero_async: error: {exc}", file=sys.stderr)
         return EXIT_USAGE
+    if args.resume is not None:
+        print("ezero_async: resuming needs checkpoints, which are not built yet (issue 6); nothing was written",
+              file=sys.stderr)
+        return EXIT_NOT_BUILT
+    run_dir = args.run_dir or Path("runs") / f"{game_id.name}-{config.preset}-{time.strftime('%Y%m%d-%H%M%S')}"
+    if (run_dir / "config.json").exists():
+        print(f"ezero_async: error: {run_dir} already holds a run; pass another --run-dir "
+              "(or --resume it once resuming exists)", file=sys.stderr)
+        return EXIT_USAGE
     print(f"ezero_async: {game_id.name} ({game_id.env_id}), preset {config.preset}, device {device}, "
-          f"{config.runtime.env_steps} env steps: configuration OK", file=sys.stderr)
-    print("ezero_async: the trainer is not built yet (asyncio runtime: issue 5); nothing was written",
-          file=sys.stderr)
-    return EXIT_NOT_BUILT
+          f"{config.runtime.env_steps} env steps -> {run_dir}", file=sys.stderr)
+    from ezero_async.runtime.trainer import train
+
+    try:
+        summary = train(config, run_dir, device)
+    except KeyboardInterrupt:
+        print("ezero_async: interrupted; resources released", file=sys.stderr)
+        return 130
+    final = summary["final_eval"]
+    print(f"ezero_async: done: {summary['env_steps']} env steps, {summary['training_steps']} training steps, "
+          f"final evaluation {final['return_mean']:.2f} +- {final['return_std']:.2f} over {final['episodes']} "
+          f"episodes ({run_dir / 'summary.json'})", file=sys.stderr)
+    return 0
 
 
 if __name__ == "__main__":

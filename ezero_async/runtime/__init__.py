@@ -1,0 +1,1 @@
+"""The asyncio runtime: self-play actors, reanalysis workers, the pacer, evaluation, the trainer."""

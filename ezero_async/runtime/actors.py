@@ -1,0 +1,74 @@
+"""Self-play env coroutines: observation -> search service -> act -> step -> replay.
+
+One coroutine per env of the EnvPool. The pacer hands out collection indices; transition n
+acts uniformly at random while n < start_transitions (a uniform stored policy), then with a
+50-simulation search of the online weights of the scheduled version, root noise on, and an
+action sampled from the visit counts with the scheduled temperature.
+"""
+from __future__ import annotations
+
+from collections import deque
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from ezero_async.config.sections import RuntimeConfig, SearchConfig
+from ezero_async.envs.pool import EnvPool
+from ezero_async.inference.search_service import SearchService
+from ezero_async.replay.buffer import Replay
+from ezero_async.runtime.pacer import Pacer
+from ezero_async.search import dirichlet_noise, select_action
+
+
+def temperature_at(step: int, runtime: RuntimeConfig) -> float:
+    """Acting temperature at training step `step` (piecewise constant)."""
+    for boundary, temp in zip(runtime.temperature_steps, runtime.temperatures):
+        if step < boundary:
+            return temp
+    return runtime.temperatures[-1]
+
+
+@dataclass
+class EpisodeStats:
+    """Finished training episodes (whole games, raw score), for tracking."""
+
+    returns: list[float] = field(default_factory=list)
+    lengths: list[int] = field(default_factory=list)
+
+
+async def self_play(env_id: int, pool: EnvPool, service: SearchService, replay: Replay, pacer: Pacer,
+                    runtime: RuntimeConfig, search: SearchConfig, frame_stack: int, stats: EpisodeStats) -> None:
+    """Collect transitions with env `env_id` until the pacer has handed out all of them."""
+    num_actions = pool.num_actions
+    uniform = np.full(num_actions, 1.0 / num_actions, np.float32)
+    obs = await pool.reset(env_id)
+    frames = deque([obs] * frame_stack, maxlen=frame_stack)
+    game_return, game_length = 0.0, 0
+    while (n := await pacer.reserve_transition()) is not None:
+        rng = np.random.default_rng([runtime.seed, 1, n])  # per-transition stream: same n, same draws
+        if n < pacer.start:
+            action, policy, root_value = int(rng.integers(num_actions)), uniform, 0.0
+        else:
+            version = pacer.self_play_version(n)
+            await pacer.wait_weights(version)
+            noise = dirichlet_noise(1, num_actions, search.dirichlet_alpha, rng)
+            result = await service.search("online", version, np.stack(frames)[None], noise, seed=n)
+            counts = result.visit_counts[0]
+            action = int(select_action(counts, temperature_at(pacer.training_step_at(n), runtime), rng))
+            policy = (counts / counts.sum()).astype(np.float32)
+            root_value = float(result.root_values[0])
+        step = await pool.step(env_id, action)
+        replay.append(env_id, frames[-1], action, step.reward, step.raw_reward, root_value, policy)
+        await pacer.transition_collected()
+        game_return += step.raw_reward
+        game_length += 1
+        if step.game_over:
+            stats.returns.append(game_return)
+            stats.lengths.append(game_length)
+            game_return, game_length = 0.0, 0
+        if step.terminated or step.truncated:
+            replay.end_episode(env_id, step.obs, step.terminated, step.truncated)
+            obs = await pool.reset(env_id)
+            frames.extend([obs] * frame_stack)
+        else:
+            frames.append(step.obs)

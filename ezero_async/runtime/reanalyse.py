@@ -1,0 +1,90 @@
+"""Reanalysis workers: sample -> context -> bootstrap values + fresh searches -> TrainingBatch.
+
+Worker w builds batches s = w, w + W, w + 2W, ... Sampling and context building (which consume
+the replay's random streams) happen strictly in step order under the pacer; the network work
+of several batches then overlaps. Batches reach the learner's queue in step order.
+"""
+from __future__ import annotations
+
+import asyncio
+import queue
+
+import numpy as np
+
+from ezero_async.config.sections import LearnerConfig, ReplayConfig, RuntimeConfig, SearchConfig
+from ezero_async.inference.search_service import SearchService
+from ezero_async.learner.schedule import target_version
+from ezero_async.replay.batch import TrainingBatch
+from ezero_async.replay.buffer import Replay
+from ezero_async.replay.context import ContextBuilder, ReanalyseContext, finish
+from ezero_async.runtime.pacer import Pacer
+from ezero_async.search import dirichlet_noise
+
+QUEUE_POLL_S = 0.002
+"""The learner's queue is a thread queue: a full queue is polled, never blocked on, from the loop."""
+
+
+def position_stacks(window: np.ndarray, positions: int, stack: int) -> np.ndarray:
+    """window [B, S + K, *F] -> stacks [B, positions, S, *F] (stack j = window[:, j : j + S])."""
+    return np.stack([window[:, j:j + stack] for j in range(positions)], axis=1)
+
+
+class PriorityFeed:
+    """Learner updates (indices, priorities) in step order, applied to the replay only when the
+    schedule says (before sampling batch s: every update <= s - D)."""
+
+    def __init__(self, replay: Replay) -> None:
+        self.replay = replay
+        self.pending: list[tuple[np.ndarray, np.ndarray]] = []
+        self.applied = 0
+
+    def apply_through(self, step: int) -> None:
+        while self.applied <= step:
+            indices, priorities = self.pending[self.applied]
+            self.replay.update_priorities(indices, priorities)
+            self.pending[self.applied] = None  # type: ignore[call-overload]
+            self.applied += 1
+
+
+async def reanalyse(worker: int, workers: int, replay: Replay, feed: PriorityFeed, service: SearchService,
+                    pacer: Pacer, batches: queue.Queue, replay_cfg: ReplayConfig, learner_cfg: LearnerConfig,
+                    runtime: RuntimeConfig, search: SearchConfig, frame_stack: int, num_actions: int) -> None:
+    """Build every `workers`-th batch starting at `worker` until the run's last step."""
+    builder = ContextBuilder(replay.hot, replay_cfg, learner_cfg.batch_size, runtime.reanalyse_fraction,
+                             seed=runtime.seed * 1000 + worker, fresh_buffers=True)
+    k1 = learner_cfg.unroll_steps + 1
+    for s in range(worker, pacer.total_steps, workers):
+        await pacer.wait_sample_turn(s)
+        feed.apply_through(s - learner_cfg.prefetch_depth)
+        sample = replay.sample(learner_cfg.batch_size, s)
+        ctx = builder.build(sample, s, collected=pacer.transitions_for(s))
+        await pacer.batch_sampled(s)
+        batch = await _targets(ctx, service, target_version(s, learner_cfg.target_update_interval), k1,
+                               frame_stack, num_actions, search, runtime.seed)
+        await pacer.wait_build_turn(s)
+        while True:
+            try:
+                batches.put_nowait(batch)
+                break
+            except queue.Full:
+                await asyncio.sleep(QUEUE_POLL_S)
+        await pacer.batch_built(s)
+
+
+async def _targets(ctx: ReanalyseContext, service: SearchService, version: int, k1: int, stack: int,
+                   num_actions: int, search: SearchConfig, seed: int) -> TrainingBatch:
+    b = len(ctx.indices)
+    frame_shape = ctx.obs.shape[2:]
+    boot = position_stacks(ctx.bootstrap_obs, k1, stack).reshape(b * k1, stack, *frame_shape)
+    rows = ctx.reanalyse_rows
+    values_task = asyncio.ensure_future(service.values("target", version, boot))
+    fresh = np.zeros((len(rows), k1, num_actions), np.float32)
+    if len(rows):
+        roots = position_stacks(ctx.obs[rows], k1, stack).reshape(len(rows) * k1, stack, *frame_shape)
+        rng = np.random.default_rng([seed, 2, ctx.step])
+        noise = dirichlet_noise(len(roots), num_actions, search.dirichlet_alpha, rng)
+        result = await service.search("target", version, roots, noise, seed=ctx.step * 1_000_003)
+        counts = result.visit_counts.reshape(len(rows), k1, num_actions).astype(np.float32)
+        fresh = counts / np.maximum(counts.sum(-1, keepdims=True), 1.0)
+    values = (await values_task).reshape(b, k1)
+    return finish(ctx, values, fresh)

@@ -1,0 +1,206 @@
+"""One training run: build the components, run them under one supervisor, evaluate, summarise.
+
+Supervisor: every coroutine runs in one asyncio TaskGroup; the learner thread reports errors
+through a callback that fails a watcher task; a watchdog names a stage that stops making
+progress. Any failure cancels everything, the original traceback is re-raised, and every
+resource (env workers, shared memory, threads) is released on every exit path.
+"""
+from __future__ import annotations
+
+import asyncio
+import json
+import math
+import queue
+import statistics
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from ezero_async.config.sections import RunConfig
+from ezero_async.config.values import config_to_dict
+from ezero_async.envs.pool import EnvPool, GameFactory
+from ezero_async.envs.registry import resolve_game
+from ezero_async.envs.scores import human_normalised
+from ezero_async.inference.runner import ModelRunner
+from ezero_async.inference.search_service import SearchService
+from ezero_async.learner.learner import Learner
+from ezero_async.learner.model import build_model
+from ezero_async.learner.thread import LearnerThread
+from ezero_async.learner.weights import WeightStore
+from ezero_async.replay.buffer import Replay
+from ezero_async.replay.store import StoreMeta
+from ezero_async.runtime.actors import EpisodeStats, self_play
+from ezero_async.runtime.evaluate import evaluate
+from ezero_async.runtime.pacer import Pacer
+from ezero_async.runtime.reanalyse import PriorityFeed, reanalyse
+
+WATCH_INTERVAL_S = 0.5
+"""How often the supervisor checks the learner thread and the stall watchdog."""
+
+
+class StallError(RuntimeError):
+    """A pipeline stage made no progress for runtime.stall_timeout seconds."""
+
+
+@dataclass
+class RunParts:
+    """Everything a run owns that must be released on exit."""
+
+    pool: EnvPool | None = None
+    eval_pool: EnvPool | None = None
+    replay: Replay | None = None
+    runner: ModelRunner | None = None
+    learner_thread: LearnerThread | None = None
+
+    def close(self) -> list[BaseException]:
+        """Release everything, in dependency order; returns the errors met on the way (the caller
+        re-raises them, or attaches them as notes to the error already unwinding)."""
+        errors: list[BaseException] = []
+        for close in (self._stop_learner, self._close("runner"), self._close("pool"), self._close("eval_pool"),
+                      self._close("replay")):
+            try:
+                close()
+            except Exception as exc:  # keep releasing the rest; reported by the caller
+                errors.append(exc)
+        return errors
+
+    def _stop_learner(self) -> None:
+        if self.learner_thread is not None:
+            self.learner_thread.stop()
+            self.learner_thread.join(timeout=30.0)  # re-raises the thread's own error, if any
+
+    def _close(self, name: str):
+        def close() -> None:
+            part = getattr(self, name)
+            if part is not None:
+                part.close()
+        return close
+
+
+def train(config: RunConfig, run_dir: Path, device: str) -> dict[str, Any]:
+    """Run training to the end and write RUN_DIR/summary.json; returns the summary."""
+    try:
+        import uvloop
+    except ImportError:
+        import warnings
+
+        warnings.warn("uvloop is not installed: running on the standard asyncio loop (slower hand-offs)")
+        return asyncio.run(_train(config, run_dir, torch.device(device)))
+    return uvloop.run(_train(config, run_dir, torch.device(device)))
+
+
+async def _train(config: RunConfig, run_dir: Path, device: torch.device) -> dict[str, Any]:
+    started = time.monotonic()
+    game = resolve_game(config.env.game, config.env.family)
+    run_dir.mkdir(parents=True, exist_ok=True)
+    (run_dir / "config.json").write_text(json.dumps(config_to_dict(config), indent=2))
+    rt, lc, seed = config.runtime, config.learner, config.runtime.seed
+    torch.manual_seed(seed)
+    parts = RunParts()
+    try:
+        parts.pool = EnvPool(GameFactory(config.env, training=True), num_envs=rt.num_envs, seed=seed,
+                             num_workers=0 if rt.serial else None)
+        spec, num_actions, stack = parts.pool.obs_spec, parts.pool.num_actions, config.env.frame_stack
+
+        def make_model() -> torch.nn.Module:
+            return build_model(config.model, spec.shape, stack, num_actions, lc.lstm_horizon).to(device)
+
+        model = make_model()
+        versions_held = math.ceil((rt.self_play_lag + lc.publish_interval) / lc.publish_interval) + 2
+        online = WeightStore(max(2, versions_held), name="online")
+        target = WeightStore(3, name="target")
+        online.publish(0, model)  # the initial weights act and reanalyse until the learner publishes
+        target.publish(0, model)
+        parts.replay = Replay(config.replay, obs_shape=spec.shape, obs_dtype=spec.dtype.name, num_actions=num_actions,
+                              frame_stack=stack, seed=seed, store_dir=run_dir / "replay",
+                              meta=StoreMeta(game.name, config.preset))
+        pacer = Pacer(rt, lc)
+        feed = PriorityFeed(parts.replay)
+        loop = asyncio.get_running_loop()
+        learner_failed: asyncio.Future = loop.create_future()
+
+        def on_priorities(indices: np.ndarray, priorities: np.ndarray) -> None:  # learner thread
+            feed.pending.append((indices, priorities))
+            loop.call_soon_threadsafe(lambda: asyncio.ensure_future(pacer.update_done()))
+
+        def on_error(exc: BaseException) -> None:  # learner thread
+            loop.call_soon_threadsafe(lambda: learner_failed.done() or learner_failed.set_exception(exc))
+
+        batches: queue.Queue = queue.Queue(maxsize=lc.queue_size)
+        learner = Learner(model, lc, device, frame_stack=stack, seed=seed, priority_eps=config.replay.priority_eps)
+        parts.learner_thread = LearnerThread(learner, batches, on_priorities=on_priorities, online=online,
+                                             target=target, on_error=on_error)
+        parts.runner = ModelRunner(make_model, device, {"online": online, "target": target}, inline=rt.serial)
+        service = SearchService(parts.runner, config.search, config.batcher, num_actions)
+        stats = EpisodeStats()
+        parts.learner_thread.start()
+
+        async def supervise() -> None:
+            """Fail fast on a learner error; name a stalled stage; return when training is done."""
+            while pacer.trained < pacer.total_steps:
+                if learner_failed.done():
+                    learner_failed.result()  # raises the learner's exception, traceback intact
+                stage = pacer.stalled(rt.stall_timeout)
+                if stage is not None:
+                    raise StallError(f"stage '{stage}' made no progress for {rt.stall_timeout:.0f} s "
+                                     f"(collected {pacer.collected}, built {pacer.built}, trained {pacer.trained} "
+                                     f"of {pacer.total_steps})")
+                await asyncio.sleep(WATCH_INTERVAL_S)
+
+        async with asyncio.TaskGroup() as group:
+            dispatcher = group.create_task(service.run(), name="search-dispatcher")
+            for i in range(rt.num_envs):
+                group.create_task(self_play(i, parts.pool, service, parts.replay, pacer, rt, config.search, stack,
+                                            stats), name=f"self-play-{i}")
+            for w in range(rt.reanalyse_workers):
+                group.create_task(reanalyse(w, rt.reanalyse_workers, parts.replay, feed, service, pacer, batches,
+                                            config.replay, lc, rt, config.search, stack, num_actions),
+                                  name=f"reanalyse-{w}")
+            await group.create_task(supervise(), name="supervisor")
+            parts.learner_thread.stop()
+            parts.learner_thread.join(timeout=60.0)
+            train_wall = time.monotonic() - started
+            parts.replay.flush()
+            final_version = online.versions()[-1]
+            parts.eval_pool = EnvPool(GameFactory(config.env, training=False), num_envs=max(1, min(rt.num_envs,
+                                      rt.eval_episodes)), seed=seed + 10_000, num_workers=0 if rt.serial else None)
+            result = await evaluate(parts.eval_pool, service, final_version, rt.eval_episodes, stack)
+            dispatcher.cancel()
+        summary = _summary(config, game.name, result.returns, result.lengths, pacer, stats, train_wall,
+                           time.monotonic() - started, service)
+        (run_dir / "summary.json").write_text(json.dumps(summary, indent=2))
+    except BaseException as exc:
+        for error in parts.close():
+            if error is not exc:
+                exc.add_note(f"while shutting down: {type(error).__name__}: {error}")
+        raise
+    errors = parts.close()
+    if errors:
+        raise errors[0]
+    return summary
+
+
+def _summary(config: RunConfig, game: str, returns: list[float], lengths: list[int], pacer: Pacer,
+             stats: EpisodeStats, train_wall: float, wall: float, service: SearchService) -> dict[str, Any]:
+    mean = statistics.fmean(returns) if returns else float("nan")
+    std = statistics.pstdev(returns) if returns else float("nan")
+    hns = human_normalised(game, mean) if returns else None
+    sizes = service.group_sizes
+    return {
+        "game": game,
+        "preset": config.preset,
+        "seed": config.runtime.seed,
+        "final_eval": {"episodes": len(returns), "return_mean": mean, "return_std": std,
+                       "human_normalised_score": hns, "length_mean": statistics.fmean(lengths) if lengths else None},
+        "env_steps": pacer.collected,
+        "training_steps": pacer.trained,
+        "train_episodes": len(stats.returns),
+        "train_return_last10": statistics.fmean(stats.returns[-10:]) if stats.returns else None,
+        "wall_time_s": wall,
+        "throughput": {"env_steps_per_s": pacer.collected / train_wall, "training_steps_per_s": pacer.trained / train_wall,
+                       "search_groups": len(sizes), "mean_group_size": statistics.fmean(sizes) if sizes else 0.0},
+    }

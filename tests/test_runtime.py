@@ -1,0 +1,119 @@
+"""The asyncio runtime end to end: smoke runs finish and write their outputs; a failure anywhere
+ends the run quickly with the original exception and releases shared memory; stalls are named."""
+import json
+import os
+import time
+from pathlib import Path
+
+import pytest
+
+from ezero_async.config import build_config
+from ezero_async.main import main
+from ezero_async.runtime.pacer import Pacer
+from ezero_async.runtime.trainer import StallError, train
+
+
+def shm_segments():
+    return set(os.listdir("/dev/shm")) if Path("/dev/shm").is_dir() else set()
+
+
+def smoke(game="CartPole", **overrides):
+    return build_config("smoke", game, {"tracking.aim": False, **overrides})
+
+
+@pytest.mark.parametrize("game", ["CartPole", "Breakout"])
+def test_smoke_run_writes_summary_and_replay_store(tmp_path, game, capsys):
+    if game == "Breakout":
+        overrides = ["--set", "runtime.env_steps=200", "--set", "runtime.tail_train_steps=10"]
+    else:
+        overrides = []
+    before = shm_segments()
+    code = main(["--game", game, "--preset", "smoke", "--run-dir", str(tmp_path / "run"), "--no-aim", *overrides])
+    assert code == 0, capsys.readouterr().err
+    summary = json.loads((tmp_path / "run" / "summary.json").read_text())
+    config = build_config("smoke", game)
+    env_steps = 200 if game == "Breakout" else config.runtime.env_steps
+    tail = 10 if game == "Breakout" else config.runtime.tail_train_steps
+    assert summary["env_steps"] == env_steps
+    assert summary["training_steps"] == env_steps + tail  # start + (E - start) * 1 + tail
+    assert summary["final_eval"]["episodes"] == config.runtime.eval_episodes
+    assert (tmp_path / "run" / "replay" / "zarr.json").exists()
+    assert (tmp_path / "run" / "config.json").exists()
+    if game == "Breakout":
+        assert summary["final_eval"]["human_normalised_score"] is not None
+    assert shm_segments() <= before
+
+
+def test_pacer_schedule_matches_the_spec():
+    config = build_config("atari100k", "Breakout")
+    pacer = Pacer(config.runtime, config.learner)
+    assert pacer.total_steps == 120_000
+    assert [pacer.transitions_for(s) for s in (0, 1999, 2000, 2001, 99_999, 100_000, 119_999)] == \
+        [2000, 2000, 2000, 2001, 99_999, 100_000, 100_000]
+    assert pacer.first_batch_seeing(2000) == 2001  # transition 2000 is first sampled by batch 2001
+    assert [pacer.self_play_version(n) for n in (2000, 2099, 2100, 50_123)] == [1900, 1900, 2000, 50_000]
+
+
+def failing(after, message):
+    calls = [0]
+
+    def hook(*args, **kwargs):
+        calls[0] += 1
+        if calls[0] > after:
+            raise RuntimeError(message)
+
+    return hook
+
+
+@pytest.mark.parametrize("where", ["env", "model", "tree", "learner"])
+def test_an_injected_error_ends_the_run_with_its_traceback(tmp_path, monkeypatch, where):
+    from ezero_async.envs.gym_game import GymGame
+    from ezero_async.inference.search_service import SearchService
+    from ezero_async.learner.learner import Learner
+    from ezero_async.search.tree import CTree
+
+    target = {"env": (GymGame, "_step", 150), "model": (SearchService, "_recurrent", 200),
+              "tree": (CTree, "backup", 200), "learner": (Learner, "launch", 20)}[where]
+    cls, name, after = target
+    original = getattr(cls, name)
+    hook = failing(after, f"injected {where} failure")
+
+    def wrapped(self, *args, **kwargs):
+        hook()
+        return original(self, *args, **kwargs)
+
+    monkeypatch.setattr(cls, name, wrapped)
+    before = shm_segments()
+    started = time.monotonic()
+    with pytest.raises(BaseException) as info:
+        train(smoke(), tmp_path / "run", "cpu")
+    elapsed = time.monotonic() - started
+    leaves = [info.value]
+    while any(isinstance(e, BaseExceptionGroup) for e in leaves):
+        leaves = [x for e in leaves for x in (e.exceptions if isinstance(e, BaseExceptionGroup) else [e])]
+    assert any(f"injected {where} failure" in str(e) for e in leaves), leaves
+    failure = next(e for e in leaves if f"injected {where} failure" in str(e))
+    assert failure.__traceback__ is not None
+    assert elapsed < 60  # the whole smoke run takes ~10 s; a failure must not hang it
+    assert shm_segments() <= before
+    assert not (tmp_path / "run" / "summary.json").exists()
+
+
+def test_a_stalled_stage_is_reported_by_name(tmp_path, monkeypatch):
+    from ezero_async.learner.learner import Learner
+
+    original = Learner.launch
+
+    def slow(self, batch):
+        if self.step >= 5:
+            time.sleep(6.0)  # the learner stops making progress
+        return original(self, batch)
+
+    monkeypatch.setattr(Learner, "launch", slow)
+    with pytest.raises(BaseException) as info:
+        train(smoke(**{"runtime.stall_timeout": 2.0}), tmp_path / "run", "cpu")
+    leaves = [info.value]
+    while any(isinstance(e, BaseExceptionGroup) for e in leaves):
+        leaves = [x for e in leaves for x in (e.exceptions if isinstance(e, BaseExceptionGroup) else [e])]
+    stall = [e for e in leaves if isinstance(e, StallError)]
+    assert stall and "stage 'train'" in str(stall[0])
