@@ -61,10 +61,18 @@ def test_corrupt_resume_config_is_a_user_error(tmp_path, capsys):
     assert "not valid JSON" in capsys.readouterr().err
 
 
-def test_valid_configuration_is_accepted(capsys):
-    code = main(["--game", "CartPole", "--preset", "smoke", "--seed", "3", "--no-aim"])
-    assert code in (0, EXIT_NOT_BUILT)
-    assert "error" not in capsys.readouterr().err
+def test_a_run_directory_that_holds_a_run_is_refused(tmp_path, capsys):
+    (tmp_path / "config.json").write_text("{}")
+    assert main(["--game", "CartPole", "--preset", "smoke", "--run-dir", str(tmp_path), "--no-aim"]) == EXIT_USAGE
+    assert "already holds a run" in capsys.readouterr().err
+
+
+def test_resume_is_refused_until_checkpoints_exist(tmp_path, capsys):
+    assert main(["--game", "CartPole", "--preset", "smoke", "--run-dir", str(tmp_path / "a"), "--no-aim",
+                 "--set", "runtime.env_steps=120", "--set", "runtime.tail_train_steps=0",
+                 "--set", "runtime.eval_episodes=1"]) == 0
+    assert main(["--resume", str(tmp_path / "a")]) == EXIT_NOT_BUILT
+    assert "nothing was written" in capsys.readouterr().err
 
 
 def test_help_lists_presets_and_games():
