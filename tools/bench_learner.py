@@ -105,7 +105,7 @@ def main() -> None:
     for mode, fn in (("naive", run_naive), ("pipelined", run_pipelined)):
         ends, timing = fn(args, device)
         if timing:
-            print(f"# learner thread, all steps: " + ", ".join(f"{k} {v:.2f} s" for k, v in timing.items()))
+            print("# learner thread, all steps: " + ", ".join(f"{k} {v:.2f} s" for k, v in timing.items()))
         timed = np.diff(ends)[args.warmup:]
         rows.append((mode, len(timed), float(np.mean(timed)), float(np.median(timed)), len(timed) / float(np.sum(timed))))
     print(f"{'mode':<10} {'batch':>5} {'steps':>5} {'mean s/step':>11} {'median s/step':>13} {'steps/s':>8} "
