@@ -17,6 +17,13 @@ def shm_segments():
     return set(os.listdir("/dev/shm")) if Path("/dev/shm").is_dir() else set()
 
 
+def leaf_exceptions(error):
+    """The exceptions inside (possibly nested) exception groups, or [error]."""
+    if isinstance(error, BaseExceptionGroup):
+        return [leaf for inner in error.exceptions for leaf in leaf_exceptions(inner)]
+    return [error]
+
+
 def smoke(game="CartPole", **overrides):
     return build_config("smoke", game, {"tracking.aim": False, **overrides})
 
@@ -88,9 +95,7 @@ def test_an_injected_error_ends_the_run_with_its_traceback(tmp_path, monkeypatch
     with pytest.raises(BaseException) as info:
         train(smoke(), tmp_path / "run", "cpu")
     elapsed = time.monotonic() - started
-    leaves = [info.value]
-    while any(isinstance(e, BaseExceptionGroup) for e in leaves):
-        leaves = [x for e in leaves for x in (e.exceptions if isinstance(e, BaseExceptionGroup) else [e])]
+    leaves = leaf_exceptions(info.value)
     assert any(f"injected {where} failure" in str(e) for e in leaves), leaves
     failure = next(e for e in leaves if f"injected {where} failure" in str(e))
     assert failure.__traceback__ is not None
@@ -112,8 +117,6 @@ def test_a_stalled_stage_is_reported_by_name(tmp_path, monkeypatch):
     monkeypatch.setattr(Learner, "launch", slow)
     with pytest.raises(BaseException) as info:
         train(smoke(**{"runtime.stall_timeout": 2.0}), tmp_path / "run", "cpu")
-    leaves = [info.value]
-    while any(isinstance(e, BaseExceptionGroup) for e in leaves):
-        leaves = [x for e in leaves for x in (e.exceptions if isinstance(e, BaseExceptionGroup) else [e])]
+    leaves = leaf_exceptions(info.value)
     stall = [e for e in leaves if isinstance(e, StallError)]
     assert stall and "stage 'train'" in str(stall[0])
