@@ -85,12 +85,10 @@ class SearchService:
         return SearchResult(np.stack([r[0] for r in results]), np.array([r[1] for r in results], np.float32))
 
     async def values(self, kind: str, version: int, stacks: np.ndarray) -> np.ndarray:
-        """Scalar values float32[n] of stacks [n, S, *F] (bootstrap targets), in chunks."""
-        chunk = self.batcher.initial_chunk
-        parts = []
-        for lo in range(0, len(stacks), chunk):
-            parts.append(await self.runner.call(self._values, kind, version, stacks[lo:lo + chunk]))
-        return np.concatenate(parts) if parts else np.zeros(0, np.float32)
+        """Scalar values float32[n] of stacks [n, S, *F] (bootstrap targets)."""
+        if len(stacks) == 0:
+            return np.zeros(0, np.float32)
+        return await self.runner.call(self._values, kind, version, stacks)
 
     # ------------------------------------------------------------ dispatcher
 
@@ -166,21 +164,23 @@ class SearchService:
         # Host -> device copy of uint8/float32 stacks; images are scaled to [0, 1] in the model.
         return stack_frames(torch.from_numpy(obs).to(self.device, non_blocking=False))
 
-    def _values(self, kind: str, version: int, obs: np.ndarray) -> np.ndarray:
+    def _initial_inference(self, kind: str, version: int, obs: np.ndarray
+                           ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """(latent, value float32[n], policy logits) of stacks obs [n, S, *F]; on CPU in chunks of
+        initial_chunk, where initial inference peaks at 8-32 samples (FACTS.md)."""
         model = self.runner.model(kind, version)
-        _, value, _ = model.initial_inference_scalar(self._input(obs))
+        chunk = self.batcher.initial_chunk if self.device.type == "cpu" else len(obs)
+        parts = [model.initial_inference_scalar(self._input(obs[lo:lo + chunk])) for lo in range(0, len(obs), chunk)]
+        return tuple(torch.cat(column) for column in zip(*parts))  # type: ignore[return-value]
+
+    def _values(self, kind: str, version: int, obs: np.ndarray) -> np.ndarray:
+        _, value, _ = self._initial_inference(kind, version, obs)
         return value.float().cpu().numpy()  # sync point: the caller needs the numbers
 
     def _initial(self, slot: _Slot, kind: str, version: int, obs: np.ndarray) -> np.ndarray:
         model = self.runner.model(kind, version)
         n = len(obs)
-        chunk = self.batcher.initial_chunk if self.device.type == "cpu" else n
-        latents, logits = [], []
-        for lo in range(0, n, chunk):  # CPU initial inference peaks at 8-32 samples (FACTS.md)
-            latent, _, policy = model.initial_inference_scalar(self._input(obs[lo:lo + chunk]))
-            latents.append(latent)
-            logits.append(policy)
-        latent = torch.cat(latents)
+        latent, _, logits = self._initial_inference(kind, version, obs)
         if slot.latents is None or slot.latents.shape[2:] != latent.shape[1:] or slot.latents.dtype != latent.dtype:
             sims = self.config.num_simulations + 1
             slot.latents = torch.empty((sims, self.batcher.max_batch, *latent.shape[1:]), dtype=latent.dtype,
@@ -190,7 +190,7 @@ class SearchService:
         slot.latents[0, :n] = latent
         slot.h[0, :n] = 0.0  # the LSTM state is zero at the root
         slot.c[0, :n] = 0.0
-        return torch.cat(logits).float().cpu().numpy()  # sync point: the tree needs the priors
+        return logits.float().cpu().numpy()  # sync point: the tree needs the priors
 
     def _recurrent(self, slot: _Slot, kind: str, version: int, s: int, parents: np.ndarray, actions: np.ndarray,
                    reset: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
