@@ -60,8 +60,8 @@ class RunParts:
         """Release everything, in dependency order; returns the errors met on the way (the caller
         re-raises them, or attaches them as notes to the error already unwinding)."""
         errors: list[BaseException] = []
-        for close in (self._stop_learner, self._close("runner"), self._close("pool"), self._close("eval_pool"),
-                      self._close("replay")):
+        parts = (self.runner, self.pool, self.eval_pool, self.replay)
+        for close in [self._stop_learner] + [part.close for part in parts if part is not None]:
             try:
                 close()
             except Exception as exc:  # keep releasing the rest; reported by the caller
@@ -72,13 +72,6 @@ class RunParts:
         if self.learner_thread is not None:
             self.learner_thread.stop()
             self.learner_thread.join(timeout=30.0)  # re-raises the thread's own error, if any
-
-    def _close(self, name: str):
-        def close() -> None:
-            part = getattr(self, name)
-            if part is not None:
-                part.close()
-        return close
 
 
 def train(config: RunConfig, run_dir: Path, device: str) -> dict[str, Any]:
