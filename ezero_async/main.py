@@ -187,10 +187,13 @@ def main(argv: Sequence[str] | None = None) -> int:
         return EXIT_USAGE
     print(f"ezero_async: {game_id.name} ({game_id.env_id}), preset {config.preset}, device {device}, "
           f"{config.runtime.env_steps} env steps -> {run_dir}", file=sys.stderr)
-    from ezero_async.runtime.trainer import train
+    from ezero_async.runtime.trainer import Interrupted, train
 
     try:
         summary = train(config, run_dir, device)
+    except Interrupted as exc:
+        print(f"ezero_async: {exc}; resources released, the replay store in {run_dir} is flushed", file=sys.stderr)
+        return 128 + exc.signum
     except KeyboardInterrupt:
         print("ezero_async: interrupted; resources released", file=sys.stderr)
         return 130

@@ -56,7 +56,8 @@ class _Slot:
 
 
 class SearchService:
-    def __init__(self, runner: ModelRunner, search: SearchConfig, batcher: BatcherConfig, num_actions: int) -> None:
+    def __init__(self, runner: ModelRunner, search: SearchConfig, batcher: BatcherConfig, num_actions: int,
+                 *, serial: bool = False) -> None:
         self.runner = runner
         self.config = search
         self.batcher = batcher
@@ -70,6 +71,10 @@ class SearchService:
         """Roots per group sent (for the batch-size distribution in reports)."""
         self.tree_s = 0.0
         """Seconds of tree work (select + backup) on the loop thread."""
+        self.roots_searched = 0
+        """Roots whose search finished."""
+        self.serial = serial
+        self._serial_lock = asyncio.Lock()
 
     # ------------------------------------------------------------ requests
 
@@ -79,9 +84,16 @@ class SearchService:
         loop = asyncio.get_running_loop()
         roots = [_Root(stacks[i], None if noise is None else noise[i], seed + i, loop.create_future())
                  for i in range(len(stacks))]
-        self._pending.setdefault((kind, version, noise is not None), []).extend(roots)
-        self._wake.set()
-        results = await asyncio.gather(*(r.future for r in roots))
+        if self.serial:  # one request at a time, in groups of its own roots only: no timing in the results
+            async with self._serial_lock:
+                for lo in range(0, len(roots), self.batcher.max_batch):
+                    await self._run_group((kind, version, noise is not None), roots[lo:lo + self.batcher.max_batch],
+                                          self._free.pop())  # handed back by _run_group
+            results = [root.future.result() for root in roots]
+        else:
+            self._pending.setdefault((kind, version, noise is not None), []).extend(roots)
+            self._wake.set()
+            results = await asyncio.gather(*(r.future for r in roots))
         return SearchResult(np.stack([r[0] for r in results]), np.array([r[1] for r in results], np.float32))
 
     async def values(self, kind: str, version: int, stacks: np.ndarray) -> np.ndarray:
@@ -89,6 +101,11 @@ class SearchService:
         if len(stacks) == 0:
             return np.zeros(0, np.float32)
         return await self.runner.call(self._values, kind, version, stacks)
+
+    @property
+    def pending_roots(self) -> int:
+        """Roots waiting for a group (the batcher's queue depth)."""
+        return sum(len(roots) for roots in self._pending.values())
 
     # ------------------------------------------------------------ dispatcher
 
@@ -145,6 +162,7 @@ class SearchService:
                 tree.backup(vp, value, leaf_logits)
             counts, root_values = tree.visit_counts(), tree.root_values()
             self.tree_s += time.perf_counter() - started
+            self.roots_searched += n
             for i, root in enumerate(roots):
                 if not root.future.done():
                     root.future.set_result((counts[i], float(root_values[i])))

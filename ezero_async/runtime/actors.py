@@ -44,7 +44,7 @@ async def self_play(env_id: int, pool: EnvPool, service: SearchService, replay: 
     obs = await pool.reset(env_id)
     frames = deque([obs] * frame_stack, maxlen=frame_stack)
     game_return, game_length = 0.0, 0
-    while (n := await pacer.reserve_transition()) is not None:
+    while (n := await pacer.reserve_transition(env_id)) is not None:
         rng = np.random.default_rng([runtime.seed, 1, n])  # per-transition stream: same n, same draws
         if n < pacer.start:
             action, policy, root_value = int(rng.integers(num_actions)), uniform, 0.0
@@ -59,15 +59,17 @@ async def self_play(env_id: int, pool: EnvPool, service: SearchService, replay: 
             root_value = float(result.root_values[0])
         step = await pool.step(env_id, action)
         replay.append(env_id, frames[-1], action, step.reward, step.raw_reward, root_value, policy)
-        await pacer.transition_collected()
         game_return += step.raw_reward
         game_length += 1
         if step.game_over:
             stats.returns.append(game_return)
             stats.lengths.append(game_length)
             game_return, game_length = 0.0, 0
-        if step.terminated or step.truncated:
+        episode_end = step.terminated or step.truncated
+        if episode_end:
             replay.end_episode(env_id, step.obs, step.terminated, step.truncated)
+        await pacer.transition_collected()  # after the episode's last slot, so batches see whole episodes
+        if episode_end:
             obs = await pool.reset(env_id)
             frames.extend([obs] * frame_stack)
         else:

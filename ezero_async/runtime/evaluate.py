@@ -19,19 +19,21 @@ class EvalResult(NamedTuple):
     """Agent steps of each episode."""
 
 
-async def evaluate(pool: EnvPool, service: SearchService, version: int, episodes: int, frame_stack: int) -> EvalResult:
-    """Play `episodes` whole games with the online weights `version` on the envs of `pool`
-    (an evaluation-mode pool: raw rewards, no life-loss terminal), one game per env at a time."""
-    remaining = [episodes]
-    results: list[tuple[float, int]] = []
+async def evaluate(pool: EnvPool, service: SearchService, version: int, episodes: int, frame_stack: int,
+                   max_steps: int | None = None) -> EvalResult:
+    """Play `episodes` games with the online weights `version` on the envs of `pool` (an
+    evaluation-mode pool: raw rewards, no life-loss terminal). Env i plays episodes i, i + n,
+    ... (a fixed assignment, so the results never depend on timing); an episode longer than
+    `max_steps` agent steps is cut there (periodic evaluations are cheaper than the final one)."""
+    envs = min(pool.num_envs, episodes)
+    results: list[tuple[float, int] | None] = [None] * episodes
 
     async def player(env_id: int) -> None:
-        while remaining[0] > 0:
-            remaining[0] -= 1
+        for episode in range(env_id, episodes, envs):
             obs = await pool.reset(env_id)
             frames = deque([obs] * frame_stack, maxlen=frame_stack)
             total, length = 0.0, 0
-            while True:
+            while max_steps is None or length < max_steps:
                 out = await service.search("online", version, np.stack(frames)[None], None, seed=length)
                 step = await pool.step(env_id, int(greedy_action(out.visit_counts[0])))
                 total += step.raw_reward
@@ -39,7 +41,7 @@ async def evaluate(pool: EnvPool, service: SearchService, version: int, episodes
                 frames.append(step.obs)
                 if step.game_over:
                     break
-            results.append((total, length))
+            results[episode] = (total, length)
 
-    await asyncio.gather(*(player(i) for i in range(min(pool.num_envs, episodes))))
-    return EvalResult([r for r, _ in results], [n for _, n in results])
+    await asyncio.gather(*(player(i) for i in range(envs)))
+    return EvalResult([r[0] for r in results], [r[1] for r in results])  # type: ignore[index]

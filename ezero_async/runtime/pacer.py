@@ -11,6 +11,8 @@ ahead waits. With E = env_steps, W = start_transitions, r = train_steps_per_env_
   - batch s is built from the priorities as they stood after update s - D (updates are
     applied in step order, never ahead);
   - training runs W + (E - W) * r + tail steps.
+Serial mode (runtime.serial) also fixes who collects what: one transition in flight at a time,
+env n % num_envs collecting transition n, so the replay's layout never depends on timing.
 """
 from __future__ import annotations
 
@@ -28,6 +30,8 @@ class Pacer:
         self.lag = runtime.self_play_lag
         self.publish = learner.publish_interval
         self.prefetch = learner.prefetch_depth
+        self.serial = runtime.serial
+        self.num_envs = runtime.num_envs
         self.total_steps = self.start + (self.env_steps - self.start) * self.ratio + runtime.tail_train_steps
         self.reserved = 0
         """Transitions handed to env coroutines (collected or being collected)."""
@@ -42,6 +46,8 @@ class Pacer:
         self.progress = {"collect": time.monotonic(), "build": time.monotonic(), "train": time.monotonic()}
         """Last progress time of each stage (monotonic seconds), for the stall watchdog."""
         self._changed = asyncio.Condition()
+        self._ticks = 0
+        """Notifications so far (a waiter that only needs "something changed" compares it)."""
 
     # ------------------------------------------------------------ pure schedule
 
@@ -70,19 +76,25 @@ class Pacer:
 
     async def _notify(self, stage: str) -> None:
         self.progress[stage] = time.monotonic()
+        self._ticks += 1
         async with self._changed:
             self._changed.notify_all()
 
-    async def reserve_transition(self) -> int | None:
-        """Reserve the next collection index (waits for the schedule); None once E are reserved."""
+    async def reserve_transition(self, env_id: int = 0) -> int | None:
+        """Reserve the next collection index for env `env_id` (waits for the schedule, and in
+        serial mode for its turn); None once E are reserved."""
         while True:
             n = self.reserved
             if n >= self.env_steps:
                 return None
-            if n < self.start or self.built >= self.first_batch_seeing(n):
+            ready = n < self.start or self.built >= self.first_batch_seeing(n)
+            if self.serial:
+                ready = ready and self.collected == n and n % self.num_envs == env_id
+            if ready:
                 self.reserved = n + 1
                 return n
-            await self._wait(lambda: self.reserved != n or self.built >= self.first_batch_seeing(n))
+            ticks = self._ticks
+            await self._wait(lambda: self._ticks != ticks)  # any progress: look again
 
     async def wait_weights(self, version: int) -> None:
         """Until the learner has published `version` (after `version` updates)."""
@@ -91,6 +103,10 @@ class Pacer:
     async def transition_collected(self) -> None:
         self.collected += 1
         await self._notify("collect")
+
+    async def wait_collected(self, n: int) -> None:
+        """Until n transitions are collected."""
+        await self._wait(lambda: self.collected >= n)
 
     async def wait_sample_turn(self, s: int) -> None:
         """Until batch s may be sampled: batches < s sampled, N(s) collected, updates <= s - D done."""

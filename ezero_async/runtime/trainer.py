@@ -8,9 +8,11 @@ resource (env workers, shared memory, threads) is released on every exit path.
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import json
 import math
 import queue
+import signal
 import statistics
 import time
 from dataclasses import dataclass
@@ -34,7 +36,8 @@ from ezero_async.learner.weights import WeightStore
 from ezero_async.replay.buffer import Replay
 from ezero_async.replay.store import StoreMeta
 from ezero_async.runtime.actors import EpisodeStats, self_play
-from ezero_async.runtime.evaluate import evaluate
+from ezero_async.runtime.evaluate import EvalResult, evaluate
+from ezero_async.runtime.monitor import LossMeter, MetricsFile, Monitor, ProgressLine, eval_metrics
 from ezero_async.runtime.pacer import Pacer
 from ezero_async.runtime.reanalyse import PriorityFeed, reanalyse
 
@@ -55,12 +58,13 @@ class RunParts:
     replay: Replay | None = None
     runner: ModelRunner | None = None
     learner_thread: LearnerThread | None = None
+    monitor: Monitor | None = None
 
     def close(self) -> list[BaseException]:
         """Release everything, in dependency order; returns the errors met on the way (the caller
         re-raises them, or attaches them as notes to the error already unwinding)."""
         errors: list[BaseException] = []
-        parts = (self.runner, self.pool, self.eval_pool, self.replay)
+        parts = (self.runner, self.pool, self.eval_pool, self.replay, self.monitor)
         for close in [self._stop_learner] + [part.close for part in parts if part is not None]:
             try:
                 close()
@@ -86,6 +90,14 @@ def train(config: RunConfig, run_dir: Path, device: str) -> dict[str, Any]:
     return uvloop.run(_train(config, run_dir, torch.device(device)))
 
 
+class Interrupted(Exception):
+    """SIGINT or SIGTERM asked the run to stop (the run stops cleanly and reports it)."""
+
+    def __init__(self, signum: int) -> None:
+        super().__init__(f"stopped by {signal.Signals(signum).name}")
+        self.signum = signum
+
+
 async def _train(config: RunConfig, run_dir: Path, device: torch.device) -> dict[str, Any]:
     started = time.monotonic()
     game = resolve_game(config.env.game, config.env.family)
@@ -93,10 +105,16 @@ async def _train(config: RunConfig, run_dir: Path, device: torch.device) -> dict
     (run_dir / "config.json").write_text(json.dumps(config_to_dict(config), indent=2))
     rt, lc, seed = config.runtime, config.learner, config.runtime.seed
     torch.manual_seed(seed)
+    loop = asyncio.get_running_loop()
     parts = RunParts()
+    signalled: asyncio.Future = loop.create_future()
+    stop_signals = _catch_signals(loop, signalled)
     try:
+        workers = 0 if rt.serial else None
         parts.pool = EnvPool(GameFactory(config.env, training=True), num_envs=rt.num_envs, seed=seed,
-                             num_workers=0 if rt.serial else None)
+                             num_workers=workers)
+        parts.eval_pool = EnvPool(GameFactory(config.env, training=False), num_envs=min(rt.num_envs, rt.eval_episodes),
+                                  seed=seed + 10_000, num_workers=workers)
         spec, num_actions, stack = parts.pool.obs_spec, parts.pool.num_actions, config.env.frame_stack
 
         def make_model() -> torch.nn.Module:
@@ -113,8 +131,8 @@ async def _train(config: RunConfig, run_dir: Path, device: torch.device) -> dict
                               meta=StoreMeta(game.name, config.preset))
         pacer = Pacer(rt, lc)
         feed = PriorityFeed(parts.replay)
-        loop = asyncio.get_running_loop()
         learner_failed: asyncio.Future = loop.create_future()
+        losses = LossMeter()
 
         def on_priorities(indices: np.ndarray, priorities: np.ndarray) -> None:  # learner thread
             feed.pending.append((indices, priorities))
@@ -126,17 +144,23 @@ async def _train(config: RunConfig, run_dir: Path, device: torch.device) -> dict
         batches: queue.Queue = queue.Queue(maxsize=lc.queue_size)
         learner = Learner(model, lc, device, frame_stack=stack, seed=seed, priority_eps=config.replay.priority_eps)
         parts.learner_thread = LearnerThread(learner, batches, on_priorities=on_priorities, online=online,
-                                             target=target, on_error=on_error)
+                                             target=target, on_error=on_error, on_step=lambda r: losses.add(r.stats))
         parts.runner = ModelRunner(make_model, device, {"online": online, "target": target}, inline=rt.serial)
-        service = SearchService(parts.runner, config.search, config.batcher, num_actions)
+        service = SearchService(parts.runner, config.search, config.batcher, num_actions, serial=rt.serial)
         stats = EpisodeStats()
+        parts.monitor = Monitor(pacer=pacer, stats=stats, service=service, runner=parts.runner,
+                                learner_thread=parts.learner_thread, batches=batches, replay=parts.replay,
+                                losses=losses, sinks=[MetricsFile(run_dir / "metrics.jsonl"),
+                                                      ProgressLine(rt.env_steps, pacer.total_steps)])
+        evaluations: list[dict[str, Any]] = []
         parts.learner_thread.start()
 
         async def supervise() -> None:
-            """Fail fast on a learner error; name a stalled stage; return when training is done."""
+            """Fail fast on a learner error or a signal; name a stalled stage; return when training is done."""
             while pacer.trained < pacer.total_steps:
-                if learner_failed.done():
-                    learner_failed.result()  # raises the learner's exception, traceback intact
+                for failure in (learner_failed, signalled):
+                    if failure.done():
+                        failure.result()  # raises the learner's exception (traceback intact) or Interrupted
                 stage = pacer.stalled(rt.stall_timeout)
                 if stage is not None:
                     raise StallError(f"stage '{stage}' made no progress for {rt.stall_timeout:.0f} s "
@@ -144,8 +168,26 @@ async def _train(config: RunConfig, run_dir: Path, device: torch.device) -> dict
                                      f"of {pacer.total_steps})")
                 await asyncio.sleep(WATCH_INTERVAL_S)
 
+        async def run_eval(env_steps: int, version: int, max_steps: int | None) -> EvalResult:
+            result = await evaluate(parts.eval_pool, service, version, rt.eval_episodes, stack, max_steps)
+            hns = human_normalised(game.name, statistics.fmean(result.returns))
+            metrics = eval_metrics(result.returns, result.lengths, hns)
+            evaluations.append({"env_steps": env_steps, "weights_version": version,
+                                **{k.removeprefix("eval/"): v for k, v in metrics.items()}})
+            parts.monitor.emit(metrics, env_steps=env_steps)
+            return result
+
+        async def periodic_evals() -> None:
+            """Evaluate the weights self-play acts with at every eval_interval collected transitions."""
+            for at in range(rt.eval_interval, rt.env_steps, rt.eval_interval):
+                await pacer.wait_collected(at)
+                version = pacer.self_play_version(at - 1) if at - 1 >= pacer.start else 0
+                await run_eval(at, version, rt.periodic_eval_max_steps)
+
         async with asyncio.TaskGroup() as group:
             dispatcher = group.create_task(service.run(), name="search-dispatcher")
+            monitor = group.create_task(parts.monitor.run(config.tracking.log_interval_s), name="monitor")
+            evals = group.create_task(periodic_evals(), name="periodic-eval")
             for i in range(rt.num_envs):
                 group.create_task(self_play(i, parts.pool, service, parts.replay, pacer, rt, config.search, stack,
                                             stats), name=f"self-play-{i}")
@@ -158,42 +200,102 @@ async def _train(config: RunConfig, run_dir: Path, device: torch.device) -> dict
             parts.learner_thread.join(timeout=60.0)
             train_wall = time.monotonic() - started
             parts.replay.flush()
-            final_version = online.versions()[-1]
-            parts.eval_pool = EnvPool(GameFactory(config.env, training=False), num_envs=max(1, min(rt.num_envs,
-                                      rt.eval_episodes)), seed=seed + 10_000, num_workers=0 if rt.serial else None)
-            result = await evaluate(parts.eval_pool, service, final_version, rt.eval_episodes, stack)
+            await evals
+            final_version = online.newest
+            result = await run_eval(pacer.collected, final_version, None)
+            parts.monitor.emit(parts.monitor.snapshot())
+            monitor.cancel()
             dispatcher.cancel()
-        summary = _summary(config, game.name, result.returns, result.lengths, pacer, stats, train_wall,
-                           time.monotonic() - started, service)
+        summary = _summary(config, game.name, result, evaluations, pacer, stats, train_wall,
+                           time.monotonic() - started, service, parts, learner.model)
         (run_dir / "summary.json").write_text(json.dumps(summary, indent=2))
     except BaseException as exc:
+        _restore_signals(loop, stop_signals)
+        interrupt = _interrupt_in(exc)
+        if interrupt is not None and parts.replay is not None:
+            parts.replay.flush()  # a requested stop keeps everything collected so far
         for error in parts.close():
             if error is not exc:
                 exc.add_note(f"while shutting down: {type(error).__name__}: {error}")
+        if interrupt is not None:  # a clean, requested stop: no traceback, the caller reports it
+            raise interrupt from None
         raise
+    _restore_signals(loop, stop_signals)
     errors = parts.close()
     if errors:
         raise errors[0]
     return summary
 
 
-def _summary(config: RunConfig, game: str, returns: list[float], lengths: list[int], pacer: Pacer,
-             stats: EpisodeStats, train_wall: float, wall: float, service: SearchService) -> dict[str, Any]:
-    mean = statistics.fmean(returns) if returns else float("nan")
-    std = statistics.pstdev(returns) if returns else float("nan")
-    hns = human_normalised(game, mean) if returns else None
-    sizes = service.group_sizes
+def _catch_signals(loop: asyncio.AbstractEventLoop, signalled: asyncio.Future) -> list[int]:
+    """First SIGINT/SIGTERM: stop the run cleanly (the supervisor raises Interrupted); the
+    handler is then removed, so a second one acts at once (KeyboardInterrupt, or termination)."""
+    caught = []
+
+    def handler(signum: int) -> None:
+        if not signalled.done():
+            signalled.set_exception(Interrupted(signum))
+        _restore_signals(loop, caught)
+
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        try:
+            loop.add_signal_handler(signum, handler, signum)
+        except (ValueError, RuntimeError, NotImplementedError):  # not the main thread: the caller handles signals
+            continue
+        caught.append(signum)
+    return caught
+
+
+def _restore_signals(loop: asyncio.AbstractEventLoop, signums: list[int]) -> None:
+    for signum in signums:
+        loop.remove_signal_handler(signum)
+    signums.clear()
+
+
+def _interrupt_in(exc: BaseException) -> Interrupted | None:
+    """The Interrupted inside `exc` (possibly nested in exception groups), if that is all it holds."""
+    if isinstance(exc, Interrupted):
+        return exc
+    if isinstance(exc, BaseExceptionGroup) and len(exc.exceptions) == 1:
+        return _interrupt_in(exc.exceptions[0])
+    return None
+
+
+def weights_digest(model: torch.nn.Module) -> str:
+    """sha256 of every parameter and buffer, in state_dict order (bit-identity checks)."""
+    digest = hashlib.sha256()
+    for name, tensor in model.state_dict().items():
+        digest.update(name.encode())
+        digest.update(tensor.detach().cpu().contiguous().numpy().tobytes())
+    return digest.hexdigest()
+
+
+def _summary(config: RunConfig, game: str, result: EvalResult, evaluations: list[dict[str, Any]], pacer: Pacer,
+             stats: EpisodeStats, train_wall: float, wall: float, service: SearchService, parts: RunParts,
+             model: torch.nn.Module) -> dict[str, Any]:
+    returns, lengths = result.returns, result.lengths
+    mean = statistics.fmean(returns)
+    sizes = np.asarray(service.group_sizes, np.float64)
+    learner_timing = parts.learner_thread.timing if parts.learner_thread is not None else {}
     return {
         "game": game,
         "preset": config.preset,
         "seed": config.runtime.seed,
-        "final_eval": {"episodes": len(returns), "return_mean": mean, "return_std": std,
-                       "human_normalised_score": hns, "length_mean": statistics.fmean(lengths) if lengths else None},
+        "final_eval": {"episodes": len(returns), "return_mean": mean, "return_std": statistics.pstdev(returns),
+                       "human_normalised_score": human_normalised(game, mean),
+                       "length_mean": statistics.fmean(lengths)},
+        "evaluations": evaluations,
         "env_steps": pacer.collected,
         "training_steps": pacer.trained,
         "train_episodes": len(stats.returns),
         "train_return_last10": statistics.fmean(stats.returns[-10:]) if stats.returns else None,
+        "weights_sha256": weights_digest(model),
+        # Wall-clock figures (the only fields that differ between two --serial runs of one seed):
         "wall_time_s": wall,
         "throughput": {"env_steps_per_s": pacer.collected / train_wall, "training_steps_per_s": pacer.trained / train_wall,
-                       "search_groups": len(sizes), "mean_group_size": statistics.fmean(sizes) if sizes else 0.0},
+                       "search_groups": len(sizes), "roots_searched": service.roots_searched,
+                       "group_size_mean": float(sizes.mean()) if len(sizes) else 0.0,
+                       "group_size_p10_p50_p90": np.percentile(sizes, [10, 50, 90]).tolist() if len(sizes) else None},
+        "timing_s": {"train_wall": train_wall, "inference_busy": parts.runner.busy_s if parts.runner else 0.0,
+                     "tree": service.tree_s, **{f"learner_{k}": v for k, v in learner_timing.items()}},
     }

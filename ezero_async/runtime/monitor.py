@@ -1,0 +1,203 @@
+"""Monitor: periodic snapshots of a run's counters, handed to metric sinks.
+
+Every `log_interval_s` the monitor reads counters that other stages already keep (pacer,
+episode stats, search service, inference runner, learner thread, replay, learner queue) and
+emits one flat dict of namespaced metrics (`train/`, `loss/`, `throughput/`, `timing/`,
+`queue/`, `eval/`) to every sink. Reading counters is a few attribute loads on the loop
+thread; a sink must return at once (a slow backend gets its own thread).
+"""
+from __future__ import annotations
+
+import asyncio
+import json
+import math
+import statistics
+import sys
+import time
+from pathlib import Path
+from typing import IO, Protocol
+
+Metrics = dict[str, float]
+"""Namespaced metric name -> value of one snapshot."""
+
+
+class Sink(Protocol):
+    def emit(self, env_steps: int, training_steps: int, metrics: Metrics) -> None:
+        """Record one snapshot (must not block: called on the event loop)."""
+
+    def close(self) -> None: ...
+
+
+class MetricsFile:
+    """RUN_DIR/metrics.jsonl: one JSON object per snapshot, flushed line by line (the record a
+    crashed run leaves behind, and what tools/ plot learning curves from)."""
+
+    def __init__(self, path: Path) -> None:
+        self._file = path.open("a", encoding="utf-8")
+
+    def emit(self, env_steps: int, training_steps: int, metrics: Metrics) -> None:
+        row = {"time": time.time(), "env_steps": env_steps, "training_steps": training_steps}
+        row.update({k: (None if isinstance(v, float) and not math.isfinite(v) else v) for k, v in metrics.items()})
+        self._file.write(json.dumps(row) + "\n")
+        self._file.flush()
+
+    def close(self) -> None:
+        self._file.close()
+
+
+class ProgressLine:
+    """One progress line on stderr: rewritten in place on a terminal; on a pipe or file, a
+    plain line per snapshot only when `every_line` (quiet by default in CI logs), evaluation
+    results always."""
+
+    def __init__(self, total_env_steps: int, total_training_steps: int, stream: IO[str] | None = None,
+                 every_line: bool = False) -> None:
+        self.stream = stream if stream is not None else sys.stderr
+        self.tty = self.stream.isatty()
+        self.every_line = every_line
+        self.totals = (total_env_steps, total_training_steps)
+        self._dirty = False
+
+    def emit(self, env_steps: int, training_steps: int, metrics: Metrics) -> None:
+        if "eval/return_mean" in metrics:
+            self._write(f"eval @ {env_steps} env steps: return {metrics['eval/return_mean']:.2f} "
+                        f"+- {metrics['eval/return_std']:.2f} ({int(metrics['eval/episodes'])} episodes)", final=True)
+            return
+        if not (self.tty or self.every_line):
+            return
+        env_total, train_total = self.totals
+        parts = [f"env {env_steps}/{env_total}", f"train {training_steps}/{train_total}"]
+        rate = metrics.get("throughput/env_steps_per_s")
+        if rate is not None:
+            parts.append(f"{rate:.0f} env/s, {metrics.get('throughput/training_steps_per_s', 0.0):.1f} upd/s")
+        if "train/return_last10" in metrics:
+            parts.append(f"return(10) {metrics['train/return_last10']:.1f}")
+        if "loss/total" in metrics:
+            parts.append(f"loss {metrics['loss/total']:.3f}")
+        eta = metrics.get("throughput/eta_s")
+        if eta is not None and math.isfinite(eta):
+            parts.append(f"eta {_duration(eta)}")
+        self._write(" | ".join(parts), final=not self.tty)
+
+    def _write(self, text: str, final: bool) -> None:
+        if self.tty:
+            self.stream.write("\r\x1b[2K" + text + ("\n" if final else ""))
+        else:
+            self.stream.write(text + "\n")
+        self.stream.flush()
+        self._dirty = self.tty and not final
+
+    def close(self) -> None:
+        if self._dirty:
+            self.stream.write("\n")
+            self.stream.flush()
+
+
+def _duration(seconds: float) -> str:
+    seconds = int(seconds)
+    return f"{seconds // 3600}h{seconds // 60 % 60:02d}m" if seconds >= 3600 else f"{seconds // 60}m{seconds % 60:02d}s"
+
+
+class RateMeter:
+    """Per-second rates of monotone counters between two snapshots."""
+
+    def __init__(self) -> None:
+        self._last: dict[str, tuple[float, float]] = {}
+
+    def rate(self, name: str, value: float, now: float) -> float | None:
+        last = self._last.get(name)
+        self._last[name] = (now, value)
+        if last is None or now <= last[0]:
+            return None
+        return (value - last[1]) / (now - last[0])
+
+
+def eval_metrics(returns: list[float], lengths: list[int], hns: float | None) -> Metrics:
+    """eval/ metrics of one evaluation."""
+    metrics: Metrics = {
+        "eval/episodes": float(len(returns)),
+        "eval/return_mean": statistics.fmean(returns) if returns else math.nan,
+        "eval/return_std": statistics.pstdev(returns) if returns else math.nan,
+        "eval/length_mean": statistics.fmean(lengths) if lengths else math.nan,
+    }
+    if hns is not None:
+        metrics["eval/human_normalised"] = hns
+    return metrics
+
+
+class LossMeter:
+    """Means of the learner's LossStats between snapshots (fed on the learner thread; a list
+    append and a swap are atomic under the GIL, so no lock is needed)."""
+
+    def __init__(self) -> None:
+        self._stats: list = []
+
+    def add(self, stats) -> None:  # learner thread
+        self._stats.append(stats)
+
+    def drain(self) -> Metrics:
+        stats, self._stats = self._stats, []
+        if not stats:
+            return {}
+        names = {"loss": "loss/total", "value": "loss/value", "policy": "loss/policy",
+                 "value_prefix": "loss/value_prefix", "consistency": "loss/consistency",
+                 "grad_norm": "loss/grad_norm", "lr": "loss/lr"}
+        return {metric: statistics.fmean(getattr(s, field) for s in stats) for field, metric in names.items()}
+
+
+class Monitor:
+    """Builds snapshots from the run's live objects (see trainer.RunParts); `sinks` get each one."""
+
+    def __init__(self, *, pacer, stats, service, runner, learner_thread, batches, replay, losses: LossMeter,
+                 sinks: list[Sink]) -> None:
+        self.pacer, self.stats, self.service, self.runner = pacer, stats, service, runner
+        self.learner_thread, self.batches, self.replay, self.losses = learner_thread, batches, replay, losses
+        self.sinks = sinks
+        self.rates = RateMeter()
+        self.started = time.monotonic()
+        self._groups_seen = 0
+
+    def snapshot(self) -> Metrics:
+        now = time.monotonic()
+        pacer, stats = self.pacer, self.stats
+        m: Metrics = {"train/episodes": float(len(stats.returns)), "replay/transitions": float(pacer.collected),
+                      "queue/learner_batches": float(self.batches.qsize()),
+                      "queue/pending_roots": float(self.service.pending_roots)}
+        if stats.returns:
+            m["train/return_last10"] = statistics.fmean(stats.returns[-10:])
+            m["train/length_last10"] = statistics.fmean(stats.lengths[-10:])
+        m.update(self.losses.drain())
+        for name, value in (("env_steps", pacer.collected), ("training_steps", pacer.trained),
+                            ("searched_roots", self.service.roots_searched)):
+            rate = self.rates.rate(name, value, now)
+            if rate is not None:
+                m[f"throughput/{name}_per_s"] = rate
+        sizes = self.service.group_sizes[self._groups_seen:]
+        self._groups_seen += len(sizes)
+        if sizes:
+            m["throughput/mean_group_size"] = statistics.fmean(sizes)
+        elapsed = max(now - self.started, 1e-9)
+        for name, seconds in (("inference_busy", self.runner.busy_s), ("tree", self.service.tree_s),
+                              *((f"learner_{k}", v) for k, v in self.learner_thread.timing.items())):
+            rate = self.rates.rate(f"timing/{name}", seconds, now)
+            m[f"timing/{name}_frac"] = rate if rate is not None else seconds / elapsed
+        train_rate = m.get("throughput/training_steps_per_s")
+        if train_rate:
+            m["throughput/eta_s"] = (pacer.total_steps - pacer.trained) / train_rate
+        return m
+
+    def emit(self, metrics: Metrics, env_steps: int | None = None) -> None:
+        """Hand `metrics` to every sink, stamped with env_steps (default: collected so far)."""
+        env_steps = self.pacer.collected if env_steps is None else env_steps
+        for sink in self.sinks:
+            sink.emit(env_steps, self.pacer.trained, metrics)
+
+    async def run(self, interval_s: float) -> None:
+        """Emit a snapshot every interval_s until cancelled."""
+        while True:
+            await asyncio.sleep(interval_s)
+            self.emit(self.snapshot())
+
+    def close(self) -> None:
+        for sink in self.sinks:
+            sink.close()
