@@ -68,8 +68,9 @@ def test_thread_trains_publishes_and_refreshes_targets_by_the_rule():
     for (idx, pri), b in zip(seen, batches):
         assert np.array_equal(idx, b.indices) and np.all(np.isfinite(pri)) and np.all(pri > 0)
     assert thread.last_stats is not None and np.isfinite(thread.last_stats.loss)
-    # Online: every 4 steps, the last two kept (double buffer); contents are the weights then.
-    assert online.versions() == [16, 20]
+    # Online: every 4 steps and the final weights, the last two kept (double buffer); contents
+    # are the weights then.
+    assert online.versions() == [20, 23]
     for v in online.versions():
         with online.read(v) as (got, state):
             assert got == v and _same(state, history[v])

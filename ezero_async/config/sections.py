@@ -258,8 +258,9 @@ class RuntimeConfig:
     """Transitions collected in the whole run (the collection phase)."""
     start_transitions: int = 2_000
     """Transitions collected by the uniform random policy before training starts."""
-    train_steps_per_env_step: int = 1
-    """Updates per collected transition after the warm-up (the replay ratio)."""
+    train_steps_per_env_step: float = 1.0
+    """Updates per collected transition (the replay ratio): an integer k >= 1, or 1/k (one update
+    per k transitions, e.g. 0.25); the warm-up trains ceil(start_transitions * ratio) steps."""
     tail_train_steps: int = 20_000
     """Extra training steps after the last transition (no new data)."""
     num_envs: int = 1
@@ -292,7 +293,9 @@ class RuntimeConfig:
     def check(self) -> None:
         _require(self.env_steps >= 1, "runtime.env_steps", "must be >= 1")
         _require(self.start_transitions >= 1, "runtime.start_transitions", "must be >= 1")
-        _require(self.train_steps_per_env_step >= 1, "runtime.train_steps_per_env_step", "must be >= 1")
+        r = self.train_steps_per_env_step
+        _require(r > 0 and (float(r).is_integer() or (1.0 / r).is_integer()), "runtime.train_steps_per_env_step",
+                 f"must be an integer k >= 1 or 1/k (e.g. 2, 1, 0.5, 0.25), got {r}")
         _require(self.tail_train_steps >= 0, "runtime.tail_train_steps", "must be >= 0")
         _require(1 <= self.num_envs <= 4096, "runtime.num_envs", "must be in [1, 4096]")
         _require(self.reanalyse_workers >= 1, "runtime.reanalyse_workers", "must be >= 1")

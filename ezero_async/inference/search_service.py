@@ -73,6 +73,8 @@ class SearchService:
         """Seconds of tree work (select + backup) on the loop thread."""
         self.roots_searched = 0
         """Roots whose search finished."""
+        self.batch_wait_s = 0.0
+        """Seconds groups waited to form (oldest root's request to the group's launch), summed."""
         self.serial = serial
         self._serial_lock = asyncio.Lock()
 
@@ -147,6 +149,7 @@ class SearchService:
         try:
             n = len(roots)
             self.group_sizes.append(n)
+            self.batch_wait_s += time.monotonic() - roots[0].since
             obs = np.stack([r.obs for r in roots])
             logits = await self.runner.call(self._initial, slot, kind, version, obs)
             noise = np.stack([r.noise for r in roots]).astype(np.float32) if noisy else None

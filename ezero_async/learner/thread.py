@@ -1,9 +1,9 @@
 """LearnerThread: the learner running beside the event loop on its own thread.
 
-Per step s: publish weights at the batch boundary (online every publish_interval steps,
-a target snapshot every target_update_interval steps), enqueue update s, stage batch s + 1
-(its H2D copy overlaps update s on CUDA), then read update s back (the step's one sync point)
-and hand priorities and stats to the callbacks. Errors are stored with their traceback,
+Per step s: enqueue update s, stage batch s + 1 (its H2D copy overlaps update s on CUDA), read
+update s back (the step's one sync point), publish the weights at the boundary (online every
+publish_interval steps, a target snapshot every target_update_interval steps), and only then
+hand priorities and stats to the callbacks. Errors are stored with their traceback,
 reported through on_error at once, and re-raised by check() / join() on the caller's thread.
 """
 from __future__ import annotations
@@ -134,6 +134,9 @@ class LearnerThread:
             self.steps_done += 1
             self.last_stats = result.stats
             self.last_step_time = time.monotonic()
+            # Publish before reporting the update: whoever learns that `step` updates are done
+            # may ask for version `step` at once.
+            self._publish(self.learner.step)
             self.on_priorities(result.indices, result.priorities)
             if self.on_step is not None:
                 self.on_step(result)
@@ -141,8 +144,9 @@ class LearnerThread:
                 staged = self._next(block=True)
         if staged is not None and self.on_batch_done is not None:
             self.on_batch_done(staged[0])  # staged but dropped by a stop request
-        # The boundary after the last update follows the same publication rule.
-        self._publish(self.learner.step)
+        # After the last update the online weights are always published (the final evaluation
+        # uses them); the target follows its usual rule.
+        self._publish(self.learner.step, final=True)
 
     def _next(self, block: bool) -> tuple[TrainingBatch, DeviceBatch] | None:
         """Take and stage the next batch; None on stop, end-of-stream, or (non-blocking) empty."""
@@ -167,12 +171,12 @@ class LearnerThread:
             return batch, staged
         return None
 
-    def _publish(self, step: int) -> None:
+    def _publish(self, step: int, final: bool = False) -> None:
         """At the boundary before training step `step` (weights after `step` updates)."""
         cfg = self.learner.cfg
         # A store may already hold this version (the runtime publishes the initial weights as
         # version 0 before the first batch exists, so self-play and reanalysis can start).
-        if self.online is not None and step % cfg.publish_interval == 0 and _older(self.online, step):
+        if self.online is not None and (final or step % cfg.publish_interval == 0) and _older(self.online, step):
             self.online.publish(step, self.learner.model)
         if self.target is not None and step % cfg.target_update_interval == 0 and _older(self.target, step):
             self.target.publish(step, self.learner.model)

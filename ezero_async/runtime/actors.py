@@ -7,6 +7,7 @@ action sampled from the visit counts with the scheduled temperature.
 """
 from __future__ import annotations
 
+import time
 from collections import deque
 from dataclasses import dataclass, field
 
@@ -30,10 +31,13 @@ def temperature_at(step: int, runtime: RuntimeConfig) -> float:
 
 @dataclass
 class EpisodeStats:
-    """Finished training episodes (whole games, raw score), for tracking."""
+    """Finished training episodes (whole games, raw score), and where self-play spends its time."""
 
     returns: list[float] = field(default_factory=list)
     lengths: list[int] = field(default_factory=list)
+    timing: dict[str, float] = field(default_factory=lambda: {"env": 0.0, "search": 0.0, "replay": 0.0})
+    """Seconds summed over env coroutines: awaiting env steps and resets, awaiting searches
+    (batcher wait + inference + tree), and appending to the replay (loop thread)."""
 
 
 async def self_play(env_id: int, pool: EnvPool, service: SearchService, replay: Replay, pacer: Pacer,
@@ -41,9 +45,12 @@ async def self_play(env_id: int, pool: EnvPool, service: SearchService, replay: 
     """Collect transitions with env `env_id` until the pacer has handed out all of them."""
     num_actions = pool.num_actions
     uniform = np.full(num_actions, 1.0 / num_actions, np.float32)
+    timing = stats.timing
+    clock = time.perf_counter()
     obs = await pool.reset(env_id)
     frames = deque([obs] * frame_stack, maxlen=frame_stack)
     game_return, game_length = 0.0, 0
+    timing["env"] += time.perf_counter() - clock
     while (n := await pacer.reserve_transition(env_id)) is not None:
         rng = np.random.default_rng([runtime.seed, 1, n])  # per-transition stream: same n, same draws
         if n < pacer.start:
@@ -52,12 +59,16 @@ async def self_play(env_id: int, pool: EnvPool, service: SearchService, replay: 
             version = pacer.self_play_version(n)
             await pacer.wait_weights(version)
             noise = dirichlet_noise(1, num_actions, search.dirichlet_alpha, rng)
+            clock = time.perf_counter()
             result = await service.search("online", version, np.stack(frames)[None], noise, seed=n)
+            timing["search"] += time.perf_counter() - clock
             counts = result.visit_counts[0]
             action = int(select_action(counts, temperature_at(pacer.training_step_at(n), runtime), rng))
             policy = (counts / counts.sum()).astype(np.float32)
             root_value = float(result.root_values[0])
+        clock = time.perf_counter()
         step = await pool.step(env_id, action)
+        stepped = time.perf_counter()
         replay.append(env_id, frames[-1], action, step.reward, step.raw_reward, root_value, policy)
         game_return += step.raw_reward
         game_length += 1
@@ -68,9 +79,13 @@ async def self_play(env_id: int, pool: EnvPool, service: SearchService, replay: 
         episode_end = step.terminated or step.truncated
         if episode_end:
             replay.end_episode(env_id, step.obs, step.terminated, step.truncated)
+        appended = time.perf_counter()
+        timing["env"] += stepped - clock
+        timing["replay"] += appended - stepped
         await pacer.transition_collected()  # after the episode's last slot, so batches see whole episodes
         if episode_end:
             obs = await pool.reset(env_id)
             frames.extend([obs] * frame_stack)
+            timing["env"] += time.perf_counter() - appended
         else:
             frames.append(step.obs)

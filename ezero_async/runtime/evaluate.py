@@ -20,8 +20,8 @@ class EvalResult(NamedTuple):
 
 
 async def evaluate(pool: EnvPool, service: SearchService, version: int, episodes: int, frame_stack: int,
-                   max_steps: int | None = None) -> EvalResult:
-    """Play `episodes` games with the online weights `version` on the envs of `pool` (an
+                   max_steps: int | None = None, kind: str = "online") -> EvalResult:
+    """Play `episodes` games with the `kind` weights `version` on the envs of `pool` (an
     evaluation-mode pool: raw rewards, no life-loss terminal). Env i plays episodes i, i + n,
     ... (a fixed assignment, so the results never depend on timing); an episode longer than
     `max_steps` agent steps is cut there (periodic evaluations are cheaper than the final one)."""
@@ -34,7 +34,7 @@ async def evaluate(pool: EnvPool, service: SearchService, version: int, episodes
             frames = deque([obs] * frame_stack, maxlen=frame_stack)
             total, length = 0.0, 0
             while max_steps is None or length < max_steps:
-                out = await service.search("online", version, np.stack(frames)[None], None, seed=length)
+                out = await service.search(kind, version, np.stack(frames)[None], None, seed=length)
                 step = await pool.step(env_id, int(greedy_action(out.visit_counts[0])))
                 total += step.raw_reward
                 length += 1

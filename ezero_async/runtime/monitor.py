@@ -60,7 +60,7 @@ class ProgressLine:
 
     def emit(self, env_steps: int, training_steps: int, metrics: Metrics) -> None:
         if "eval/return_mean" in metrics:
-            self._write(f"eval @ {env_steps} env steps: return {metrics['eval/return_mean']:.2f} "
+            self._write(f"eval @ training step {training_steps} ({env_steps} env steps): return {metrics['eval/return_mean']:.2f} "
                         f"+- {metrics['eval/return_std']:.2f} ({int(metrics['eval/episodes'])} episodes)", final=True)
             return
         if not (self.tty or self.every_line):
@@ -186,11 +186,12 @@ class Monitor:
             m["throughput/eta_s"] = (pacer.total_steps - pacer.trained) / train_rate
         return m
 
-    def emit(self, metrics: Metrics, env_steps: int | None = None) -> None:
-        """Hand `metrics` to every sink, stamped with env_steps (default: collected so far)."""
+    def emit(self, metrics: Metrics, env_steps: int | None = None, training_steps: int | None = None) -> None:
+        """Hand `metrics` to every sink, stamped with the step counters (default: now)."""
         env_steps = self.pacer.collected if env_steps is None else env_steps
+        training_steps = self.pacer.trained if training_steps is None else training_steps
         for sink in self.sinks:
-            sink.emit(env_steps, self.pacer.trained, metrics)
+            sink.emit(env_steps, training_steps, metrics)
 
     async def run(self, interval_s: float) -> None:
         """Emit a snapshot every interval_s until cancelled."""

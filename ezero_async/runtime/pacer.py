@@ -1,23 +1,27 @@
 """Pacer: the hardware-independent schedule of SPEC_TRAINING.md ("Schedule").
 
 Every dependency is a function of step counters, never of machine speed; whichever side runs
-ahead waits. With E = env_steps, W = start_transitions, r = train_steps_per_env_step:
-  - batch s samples from exactly N(s) = min(E, W + max(0, s - W) // r) transitions
+ahead waits. With E = env_steps, W = start_transitions, r = train_steps_per_env_step (k or 1/k)
+and S0 = ceil(W * r) warm-up updates:
+  - batch s samples from exactly N(s) = min(E, W + max(0, floor((s - S0) / r))) transitions
     (r = 1: min(E, max(W, s)), the spec's formula);
-  - transition n >= W is first seen by batch s1(n) = W + (n + 1 - W) * r, so it may be collected
-    only once batches 0 .. s1(n) - 1 are built (and batch s waits until N(s) are collected);
+  - transition n >= W is first seen by batch s1(n) = S0 + ceil((n + 1 - W) * r), so it may be
+    collected only once batches 0 .. s1(n) - 1 are built (and batch s waits until N(s) are
+    collected);
   - self-play for transition n >= W acts with online weights of version
     P * floor((s1(n) - 1 - D_sp) / P) (r = 1: P * floor((n - D_sp) / P), the spec's formula);
   - batch s is built from the priorities as they stood after update s - D (updates are
     applied in step order, never ahead);
-  - training runs W + (E - W) * r + tail steps.
+  - training runs S0 + ceil((E - W) * r) + tail steps.
 Serial mode (runtime.serial) also fixes who collects what: one transition in flight at a time,
 env n % num_envs collecting transition n, so the replay's layout never depends on timing.
 """
 from __future__ import annotations
 
 import asyncio
+import math
 import time
+from fractions import Fraction
 
 from ezero_async.config.sections import LearnerConfig, RuntimeConfig
 
@@ -26,13 +30,16 @@ class Pacer:
     def __init__(self, runtime: RuntimeConfig, learner: LearnerConfig) -> None:
         self.env_steps = runtime.env_steps
         self.start = runtime.start_transitions
-        self.ratio = runtime.train_steps_per_env_step
+        self.ratio = Fraction(runtime.train_steps_per_env_step).limit_denominator(1 << 16)
         self.lag = runtime.self_play_lag
         self.publish = learner.publish_interval
         self.prefetch = learner.prefetch_depth
         self.serial = runtime.serial
         self.num_envs = runtime.num_envs
-        self.total_steps = self.start + (self.env_steps - self.start) * self.ratio + runtime.tail_train_steps
+        self.warmup_steps = math.ceil(self.start * self.ratio)
+        """S0: updates on the W random transitions before collection resumes."""
+        self.total_steps = (self.warmup_steps + math.ceil(max(0, self.env_steps - self.start) * self.ratio)
+                            + runtime.tail_train_steps)
         self.reserved = 0
         """Transitions handed to env coroutines (collected or being collected)."""
         self.collected = 0
@@ -53,11 +60,11 @@ class Pacer:
 
     def transitions_for(self, s: int) -> int:
         """N(s): transitions batch s samples from."""
-        return min(self.env_steps, self.start + max(0, s - self.start) // self.ratio)
+        return min(self.env_steps, self.start + max(0, math.floor((s - self.warmup_steps) / self.ratio)))
 
     def first_batch_seeing(self, n: int) -> int:
         """s1(n): the first batch whose sample includes transition n (n >= start)."""
-        return self.start + (n + 1 - self.start) * self.ratio
+        return self.warmup_steps + math.ceil((n + 1 - self.start) * self.ratio)
 
     def self_play_version(self, n: int) -> int:
         """Online weights version used to act for transition n (n >= start)."""

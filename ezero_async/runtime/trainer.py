@@ -27,7 +27,7 @@ from ezero_async.config.values import config_to_dict
 from ezero_async.envs.pool import EnvPool, GameFactory
 from ezero_async.envs.registry import resolve_game
 from ezero_async.envs.scores import human_normalised
-from ezero_async.inference.runner import ModelRunner
+from ezero_async.inference.runner import PUBLISH_WAIT_S, ModelRunner
 from ezero_async.inference.search_service import SearchService
 from ezero_async.learner.learner import Learner
 from ezero_async.learner.model import build_model
@@ -145,7 +145,11 @@ async def _train(config: RunConfig, run_dir: Path, device: torch.device) -> dict
         learner = Learner(model, lc, device, frame_stack=stack, seed=seed, priority_eps=config.replay.priority_eps)
         parts.learner_thread = LearnerThread(learner, batches, on_priorities=on_priorities, online=online,
                                              target=target, on_error=on_error, on_step=lambda r: losses.add(r.stats))
-        parts.runner = ModelRunner(make_model, device, {"online": online, "target": target}, inline=rt.serial)
+        # Evaluations act with a private copy of the weights they test: an evaluation outlives
+        # the few versions the online store keeps for self-play.
+        evaluation = WeightStore(2, name="evaluation")
+        parts.runner = ModelRunner(make_model, device, {"online": online, "target": target, "evaluation": evaluation},
+                                   inline=rt.serial)
         service = SearchService(parts.runner, config.search, config.batcher, num_actions, serial=rt.serial)
         stats = EpisodeStats()
         parts.monitor = Monitor(pacer=pacer, stats=stats, service=service, runner=parts.runner,
@@ -168,21 +172,28 @@ async def _train(config: RunConfig, run_dir: Path, device: torch.device) -> dict
                                      f"of {pacer.total_steps})")
                 await asyncio.sleep(WATCH_INTERVAL_S)
 
-        async def run_eval(env_steps: int, version: int, max_steps: int | None) -> EvalResult:
-            result = await evaluate(parts.eval_pool, service, version, rt.eval_episodes, stack, max_steps)
+        eval_model = make_model()
+
+        async def run_eval(version: int, max_steps: int | None) -> EvalResult:
+            """Evaluate online weights `version` (held by the online store now) and report it."""
+            if evaluation.newest != version:
+                await parts.runner.call(_copy_version, online, evaluation, version, eval_model)
+            result = await evaluate(parts.eval_pool, service, version, rt.eval_episodes, stack, max_steps,
+                                    kind="evaluation")
             hns = human_normalised(game.name, statistics.fmean(result.returns))
             metrics = eval_metrics(result.returns, result.lengths, hns)
-            evaluations.append({"env_steps": env_steps, "weights_version": version,
+            evaluations.append({"training_steps": version, "env_steps": pacer.transitions_for(version),
                                 **{k.removeprefix("eval/"): v for k, v in metrics.items()}})
-            parts.monitor.emit(metrics, env_steps=env_steps)
+            parts.monitor.emit(metrics, env_steps=pacer.transitions_for(version), training_steps=version)
             return result
 
         async def periodic_evals() -> None:
-            """Evaluate the weights self-play acts with at every eval_interval collected transitions."""
-            for at in range(rt.eval_interval, rt.env_steps, rt.eval_interval):
-                await pacer.wait_collected(at)
-                version = pacer.self_play_version(at - 1) if at - 1 >= pacer.start else 0
-                await run_eval(at, version, rt.periodic_eval_max_steps)
+            """Evaluate the online weights at training step 0 and every eval_interval steps."""
+            if rt.eval_interval == 0:
+                return
+            for at in range(0, pacer.total_steps, rt.eval_interval):
+                await pacer.wait_trained(at)
+                await run_eval(lc.publish_interval * (at // lc.publish_interval), rt.periodic_eval_max_steps)
 
         async with asyncio.TaskGroup() as group:
             dispatcher = group.create_task(service.run(), name="search-dispatcher")
@@ -201,8 +212,7 @@ async def _train(config: RunConfig, run_dir: Path, device: torch.device) -> dict
             train_wall = time.monotonic() - started
             parts.replay.flush()
             await evals
-            final_version = online.newest
-            result = await run_eval(pacer.collected, final_version, None)
+            result = await run_eval(online.newest, None)
             parts.monitor.emit(parts.monitor.snapshot())
             monitor.cancel()
             dispatcher.cancel()
@@ -261,6 +271,13 @@ def _interrupt_in(exc: BaseException) -> Interrupted | None:
     return None
 
 
+def _copy_version(source: WeightStore, dest: WeightStore, version: int, scratch: torch.nn.Module) -> None:
+    """Publish `version` of `source` into `dest` (waits for it to be published first)."""
+    source.wait_for(version, timeout=PUBLISH_WAIT_S)
+    source.load_into(scratch, version)
+    dest.publish(version, scratch)
+
+
 def weights_digest(model: torch.nn.Module) -> str:
     """sha256 of every parameter and buffer, in state_dict order (bit-identity checks)."""
     digest = hashlib.sha256()
@@ -296,6 +313,10 @@ def _summary(config: RunConfig, game: str, result: EvalResult, evaluations: list
                        "search_groups": len(sizes), "roots_searched": service.roots_searched,
                        "group_size_mean": float(sizes.mean()) if len(sizes) else 0.0,
                        "group_size_p10_p50_p90": np.percentile(sizes, [10, 50, 90]).tolist() if len(sizes) else None},
-        "timing_s": {"train_wall": train_wall, "inference_busy": parts.runner.busy_s if parts.runner else 0.0,
+        # Seconds per stage: self_play_* are summed over env coroutines (they overlap), the rest
+        # are one thread's busy time (inference thread, tree work on the loop, learner thread).
+        "timing_s": {"train_wall": train_wall, **{f"self_play_{k}": v for k, v in stats.timing.items()},
+                     "batcher_wait": service.batch_wait_s,
+                     "inference_busy": parts.runner.busy_s if parts.runner else 0.0,
                      "tree": service.tree_s, **{f"learner_{k}": v for k, v in learner_timing.items()}},
     }
