@@ -23,9 +23,6 @@ from torch import nn
 
 from ezero_async.learner.weights import WeightStore
 
-PUBLISH_WAIT_S = 60.0
-"""Longest wait for a version the schedule says is due (a stuck learner is a stall, reported)."""
-
 MODELS_PER_KIND = 3
 """Weight versions kept loaded per kind: in-flight search groups may still use older ones."""
 
@@ -75,9 +72,6 @@ class ModelRunner:
         model = cache.get(version)
         if model is None:
             model = cache.popitem(last=False)[1] if len(cache) >= MODELS_PER_KIND else self.make_model()
-            # The pacer lets a request through once `version` updates are done; the learner
-            # publishes that version just after, so it may be a moment away.
-            self.stores[kind].wait_for(version, timeout=PUBLISH_WAIT_S)
             self.stores[kind].load_into(model, version)
             model.eval()
             cache[version] = model

@@ -17,6 +17,8 @@ import time
 from pathlib import Path
 from typing import IO, Protocol
 
+from ezero_async.envs.scores import human_normalised
+
 Metrics = dict[str, float]
 """Namespaced metric name -> value of one snapshot."""
 
@@ -112,14 +114,16 @@ class RateMeter:
         return (value - last[1]) / (now - last[0])
 
 
-def eval_metrics(returns: list[float], lengths: list[int], hns: float | None) -> Metrics:
-    """eval/ metrics of one evaluation."""
+def eval_metrics(returns: list[float], lengths: list[int], game: str) -> Metrics:
+    """eval/ metrics of one evaluation of `game` (human-normalised for games with reference scores)."""
+    mean = statistics.fmean(returns) if returns else math.nan
     metrics: Metrics = {
         "eval/episodes": float(len(returns)),
-        "eval/return_mean": statistics.fmean(returns) if returns else math.nan,
+        "eval/return_mean": mean,
         "eval/return_std": statistics.pstdev(returns) if returns else math.nan,
         "eval/length_mean": statistics.fmean(lengths) if lengths else math.nan,
     }
+    hns = human_normalised(game, mean) if returns else None
     if hns is not None:
         metrics["eval/human_normalised"] = hns
     return metrics
@@ -148,10 +152,10 @@ class LossMeter:
 class Monitor:
     """Builds snapshots from the run's live objects (see trainer.RunParts); `sinks` get each one."""
 
-    def __init__(self, *, pacer, stats, service, runner, learner_thread, batches, replay, losses: LossMeter,
+    def __init__(self, *, pacer, stats, service, runner, learner_thread, batches, losses: LossMeter,
                  sinks: list[Sink]) -> None:
         self.pacer, self.stats, self.service, self.runner = pacer, stats, service, runner
-        self.learner_thread, self.batches, self.replay, self.losses = learner_thread, batches, replay, losses
+        self.learner_thread, self.batches, self.losses = learner_thread, batches, losses
         self.sinks = sinks
         self.rates = RateMeter()
         self.started = time.monotonic()

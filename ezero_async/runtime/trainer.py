@@ -26,8 +26,7 @@ from ezero_async.config.sections import RunConfig
 from ezero_async.config.values import config_to_dict
 from ezero_async.envs.pool import EnvPool, GameFactory
 from ezero_async.envs.registry import resolve_game
-from ezero_async.envs.scores import human_normalised
-from ezero_async.inference.runner import PUBLISH_WAIT_S, ModelRunner
+from ezero_async.inference.runner import ModelRunner
 from ezero_async.inference.search_service import SearchService
 from ezero_async.learner.learner import Learner
 from ezero_async.learner.model import build_model
@@ -36,7 +35,7 @@ from ezero_async.learner.weights import WeightStore
 from ezero_async.replay.buffer import Replay
 from ezero_async.replay.store import StoreMeta
 from ezero_async.runtime.actors import EpisodeStats, self_play
-from ezero_async.runtime.evaluate import EvalResult, evaluate
+from ezero_async.runtime.evaluate import evaluate
 from ezero_async.runtime.monitor import LossMeter, MetricsFile, Monitor, ProgressLine, eval_metrics
 from ezero_async.runtime.pacer import Pacer
 from ezero_async.runtime.reanalyse import PriorityFeed, reanalyse
@@ -153,9 +152,9 @@ async def _train(config: RunConfig, run_dir: Path, device: torch.device) -> dict
         service = SearchService(parts.runner, config.search, config.batcher, num_actions, serial=rt.serial)
         stats = EpisodeStats()
         parts.monitor = Monitor(pacer=pacer, stats=stats, service=service, runner=parts.runner,
-                                learner_thread=parts.learner_thread, batches=batches, replay=parts.replay,
-                                losses=losses, sinks=[MetricsFile(run_dir / "metrics.jsonl"),
-                                                      ProgressLine(rt.env_steps, pacer.total_steps)])
+                                learner_thread=parts.learner_thread, batches=batches, losses=losses,
+                                sinks=[MetricsFile(run_dir / "metrics.jsonl"),
+                                       ProgressLine(rt.env_steps, pacer.total_steps)])
         evaluations: list[dict[str, Any]] = []
         parts.learner_thread.start()
 
@@ -174,18 +173,18 @@ async def _train(config: RunConfig, run_dir: Path, device: torch.device) -> dict
 
         eval_model = make_model()
 
-        async def run_eval(version: int, max_steps: int | None) -> EvalResult:
-            """Evaluate online weights `version` (held by the online store now) and report it."""
+        async def run_eval(version: int, max_steps: int | None) -> dict[str, Any]:
+            """Evaluate online weights `version` (held by the online store now), report it, and
+            return its row of `evaluations`."""
             if evaluation.newest != version:
                 await parts.runner.call(_copy_version, online, evaluation, version, eval_model)
             result = await evaluate(parts.eval_pool, service, version, rt.eval_episodes, stack, max_steps,
                                     kind="evaluation")
-            hns = human_normalised(game.name, statistics.fmean(result.returns))
-            metrics = eval_metrics(result.returns, result.lengths, hns)
+            metrics = eval_metrics(result.returns, result.lengths, game.name)
             evaluations.append({"training_steps": version, "env_steps": pacer.transitions_for(version),
                                 **{k.removeprefix("eval/"): v for k, v in metrics.items()}})
             parts.monitor.emit(metrics, env_steps=pacer.transitions_for(version), training_steps=version)
-            return result
+            return evaluations[-1]
 
         async def periodic_evals() -> None:
             """Evaluate the online weights at training step 0 and every eval_interval steps."""
@@ -212,11 +211,11 @@ async def _train(config: RunConfig, run_dir: Path, device: torch.device) -> dict
             train_wall = time.monotonic() - started
             parts.replay.flush()
             await evals
-            result = await run_eval(online.newest, None)
+            final = await run_eval(online.newest, None)
             parts.monitor.emit(parts.monitor.snapshot())
             monitor.cancel()
             dispatcher.cancel()
-        summary = _summary(config, game.name, result, evaluations, pacer, stats, train_wall,
+        summary = _summary(config, game.name, final, evaluations, pacer, stats, train_wall,
                            time.monotonic() - started, service, parts, learner.model)
         (run_dir / "summary.json").write_text(json.dumps(summary, indent=2))
     except BaseException as exc:
@@ -272,8 +271,7 @@ def _interrupt_in(exc: BaseException) -> Interrupted | None:
 
 
 def _copy_version(source: WeightStore, dest: WeightStore, version: int, scratch: torch.nn.Module) -> None:
-    """Publish `version` of `source` into `dest` (waits for it to be published first)."""
-    source.wait_for(version, timeout=PUBLISH_WAIT_S)
+    """Publish `version` of `source` into `dest`."""
     source.load_into(scratch, version)
     dest.publish(version, scratch)
 
@@ -287,20 +285,18 @@ def weights_digest(model: torch.nn.Module) -> str:
     return digest.hexdigest()
 
 
-def _summary(config: RunConfig, game: str, result: EvalResult, evaluations: list[dict[str, Any]], pacer: Pacer,
+def _summary(config: RunConfig, game: str, final: dict[str, Any], evaluations: list[dict[str, Any]], pacer: Pacer,
              stats: EpisodeStats, train_wall: float, wall: float, service: SearchService, parts: RunParts,
              model: torch.nn.Module) -> dict[str, Any]:
-    returns, lengths = result.returns, result.lengths
-    mean = statistics.fmean(returns)
     sizes = np.asarray(service.group_sizes, np.float64)
     learner_timing = parts.learner_thread.timing if parts.learner_thread is not None else {}
     return {
         "game": game,
         "preset": config.preset,
         "seed": config.runtime.seed,
-        "final_eval": {"episodes": len(returns), "return_mean": mean, "return_std": statistics.pstdev(returns),
-                       "human_normalised_score": human_normalised(game, mean),
-                       "length_mean": statistics.fmean(lengths)},
+        "final_eval": {"episodes": int(final["episodes"]), "return_mean": final["return_mean"],
+                       "return_std": final["return_std"], "human_normalised_score": final.get("human_normalised"),
+                       "length_mean": final["length_mean"]},
         "evaluations": evaluations,
         "env_steps": pacer.collected,
         "training_steps": pacer.trained,
