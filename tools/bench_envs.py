@@ -18,7 +18,7 @@ import statistics
 import sys
 import threading
 import time
-from typing import Callable
+from typing import Any, Callable
 
 import gymnasium as gym
 import numpy as np
@@ -191,18 +191,24 @@ def _raw_worker(game: str, steps: int, seed: int, barrier, results) -> None:
     results.put(time.perf_counter() - start)
 
 
-def raw_in_processes(game: str, steps: int, processes: int) -> float:
-    """Aggregate agent steps/s of raw v5 stepping in `processes` processes started together
-    (timed inside the processes, after a barrier, so start-up is not counted)."""
+def steps_in_processes(worker: Callable, source: Any, steps: int, processes: int) -> float:
+    """Aggregate steps/s of worker(source, steps, seed, barrier, results) run in `processes`
+    spawned processes started together; each times itself after the barrier (start-up is not
+    counted) and puts its elapsed seconds on `results`."""
     ctx = mp.get_context("spawn")
     barrier, results = ctx.Barrier(processes), ctx.Queue()
-    procs = [ctx.Process(target=_raw_worker, args=(game, steps, i, barrier, results)) for i in range(processes)]
+    procs = [ctx.Process(target=worker, args=(source, steps, i, barrier, results)) for i in range(processes)]
     for p in procs:
         p.start()
     elapsed = max(results.get() for _ in procs)
     for p in procs:
         p.join()
     return steps * processes / elapsed
+
+
+def raw_in_processes(game: str, steps: int, processes: int) -> float:
+    """Aggregate agent steps/s of raw v5 stepping in `processes` processes."""
+    return steps_in_processes(_raw_worker, game, steps, processes)
 
 
 def drive_pool(pool: EnvPool, coroutines: int, total_steps: int) -> int:

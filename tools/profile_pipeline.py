@@ -30,7 +30,7 @@ import torch
 from torch import nn
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from bench_envs import raw_in_processes  # noqa: E402
+from bench_envs import raw_in_processes, steps_in_processes  # noqa: E402
 
 from ezero_async.config import build_config  # noqa: E402
 from ezero_async.envs.pool import EnvPool, GameFactory  # noqa: E402
@@ -153,17 +153,8 @@ def _game_worker(env_config, steps: int, seed: int, barrier, results) -> None:
 
 def game_in_processes(env_config, steps: int, processes: int) -> float:
     """Aggregate steps/s of our Game (training mode, preprocessing included) in `processes`
-    spawned processes started together, timed after a barrier."""
-    ctx = mp.get_context("spawn")
-    barrier, results = ctx.Barrier(processes), ctx.Queue()
-    procs = [ctx.Process(target=_game_worker, args=(env_config, steps, i, barrier, results))
-             for i in range(processes)]
-    for p in procs:
-        p.start()
-    elapsed = max(results.get() for _ in procs)
-    for p in procs:
-        p.join()
-    return steps * processes / elapsed
+    spawned processes."""
+    return steps_in_processes(_game_worker, env_config, steps, processes)
 
 
 def real_run(preset: str, game: str, env_steps: int, overrides: dict) -> dict:
