@@ -106,7 +106,8 @@ def run_pipeline(config, num_envs: int, workers: int, seconds: float, warmup_s: 
                             num_actions=pool.num_actions, frame_stack=config.env.frame_stack, seed=0)
             store = WeightStore(2, name="online")
             store.publish(0, ZeroCostNet(pool.num_actions))
-            runner = ModelRunner(lambda: ZeroCostNet(pool.num_actions), torch.device("cpu"), {"online": store})
+            runner = ModelRunner(lambda: ZeroCostNet(pool.num_actions), torch.device("cpu"), {"online": store},
+                                 workers=config.batcher.searches_in_flight)
             service = SearchService(runner, config.search, config.batcher, pool.num_actions)
             pacer = FreePacer(seconds + warmup_s, warmup_s)
             stats = EpisodeStats()

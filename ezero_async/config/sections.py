@@ -243,7 +243,7 @@ class BatcherConfig:
     initial_chunk: int = 32
     """Initial (representation) inferences run in chunks of at most this size (CPU peaks at 8-32)."""
     searches_in_flight: int = 2
-    """Search batches interleaved so tree work on CPU overlaps network work."""
+    """Search groups run at once, one per inference thread (one group's tree work overlaps another's network calls)."""
 
     def check(self) -> None:
         _require(1 <= self.max_batch <= 65_536, "batcher.max_batch", "must be in [1, 65536]")

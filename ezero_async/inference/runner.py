@@ -1,12 +1,16 @@
-"""ModelRunner: every network call of inference runs on one thread beside the event loop.
+"""ModelRunner: every network call of inference runs on inference threads beside the event loop.
 
-Coroutines `await runner.call(fn, *args)`; the inference thread runs fn (torch releases the GIL
-while it computes) and resolves the future with loop.call_soon_threadsafe. On CUDA the thread
-runs on its own stream, so inference never queues behind the learner's kernels. With
-`inline=True` (serial mode) calls run on the caller's thread, in order.
+Coroutines `await runner.call(fn, *args)`; one of `workers` inference threads runs fn (torch and
+CTree release the GIL while they compute) and resolves the future with
+loop.call_soon_threadsafe. A job is a whole unit of work (a search group's 50 simulations, a
+batch of bootstrap values), so the loop thread pays one hand-off per group, not one per
+simulation. On CUDA each thread runs on its own stream: one group's tree work overlaps another's
+kernels, and inference never queues behind the learner's. With `inline=True` (serial mode)
+calls run on the caller's thread, in order.
 
-Weights: `model(kind, version)` returns an eval-mode copy of the network holding that published
-version of the online or target weights (loaded on first use, a few kept per kind).
+Weights: `lease(kind, version)` lends an eval-mode copy of the network holding that published
+version of the online, target or evaluation weights (loaded on first use, a few kept per kind;
+a copy in use by another thread is never reloaded under it).
 """
 from __future__ import annotations
 
@@ -16,7 +20,7 @@ import queue
 import threading
 import time
 from collections import OrderedDict
-from typing import Any, Callable
+from typing import Any, Callable, Iterator
 
 import torch
 from torch import nn
@@ -24,27 +28,34 @@ from torch import nn
 from ezero_async.learner.weights import WeightStore
 
 MODELS_PER_KIND = 3
-"""Weight versions kept loaded per kind: in-flight search groups may still use older ones."""
+"""Weight versions kept loaded per kind when idle (copies in use are never evicted)."""
 
 
 class ModelRunner:
     def __init__(self, make_model: Callable[[], nn.Module], device: torch.device, stores: dict[str, WeightStore],
-                 *, inline: bool = False, num_threads: int = 1) -> None:
+                 *, inline: bool = False, num_threads: int = 1, workers: int = 1) -> None:
+        if workers < 1:
+            raise ValueError(f"workers must be >= 1, got {workers}")
         self.make_model = make_model
         self.device = device
         self.stores = stores
         self.inline = inline
         self.num_threads = num_threads
-        self._models: dict[str, OrderedDict[int, nn.Module]] = {kind: OrderedDict() for kind in stores}
+        self._models: dict[str, OrderedDict[int, _Loaded]] = {kind: OrderedDict() for kind in stores}
+        self._models_lock = threading.Lock()
         self._jobs: queue.SimpleQueue = queue.SimpleQueue()
         self._error: BaseException | None = None
-        self.busy_s = 0.0
-        """Seconds the inference thread spent in model calls (for timing/ metrics)."""
+        self._busy = [0.0] * (1 if inline else workers)  # one cell per thread: no shared +=
         self.calls = 0
-        self._thread: threading.Thread | None = None
-        if not inline:
-            self._thread = threading.Thread(target=self._run, name="inference", daemon=True)
-            self._thread.start()
+        self._threads = [] if inline else [threading.Thread(target=self._run, args=(i,), name=f"inference-{i}",
+                                                            daemon=True) for i in range(workers)]
+        for thread in self._threads:
+            thread.start()
+
+    @property
+    def busy_s(self) -> float:
+        """Seconds spent in calls, summed over inference threads (for timing/ metrics)."""
+        return sum(self._busy)
 
     # ------------------------------------------------------------ event-loop side
 
@@ -60,45 +71,66 @@ class ModelRunner:
         return await future
 
     def close(self) -> None:
-        if self._thread is not None and self._thread.is_alive():
+        alive = [thread for thread in self._threads if thread.is_alive()]
+        for _ in alive:
             self._jobs.put(None)
-            self._thread.join(timeout=30.0)
+        for thread in alive:
+            thread.join(timeout=30.0)
 
     # ------------------------------------------------------------ inference-thread side
 
-    def model(self, kind: str, version: int) -> nn.Module:
-        """The network with `kind` weights of `version` (called on the inference thread)."""
-        cache = self._models[kind]
-        model = cache.get(version)
-        if model is None:
-            model = cache.popitem(last=False)[1] if len(cache) >= MODELS_PER_KIND else self.make_model()
-            self.stores[kind].load_into(model, version)
-            model.eval()
-            cache[version] = model
-        cache.move_to_end(version)
-        return model
+    @contextlib.contextmanager
+    def lease(self, kind: str, version: int) -> Iterator[nn.Module]:
+        """The network with `kind` weights of `version`, held for the block (inference threads)."""
+        with self._models_lock:
+            cache = self._models[kind]
+            loaded = cache.get(version)
+            if loaded is None:
+                idle = [v for v, entry in cache.items() if entry.users == 0]  # oldest first
+                if len(cache) >= MODELS_PER_KIND and idle:
+                    loaded = cache.pop(idle[0])
+                else:
+                    loaded = _Loaded(self.make_model())
+                self.stores[kind].load_into(loaded.model, version)
+                loaded.model.eval()
+                cache[version] = loaded
+            cache.move_to_end(version)
+            loaded.users += 1
+        try:
+            yield loaded.model
+        finally:
+            with self._models_lock:
+                loaded.users -= 1
 
-    def _timed(self, fn: Callable[..., Any], args: tuple) -> Any:
+    def _timed(self, fn: Callable[..., Any], args: tuple, cell: int = 0) -> Any:
         start = time.perf_counter()
         try:
             with torch.inference_mode():
                 return fn(*args)
         finally:
-            self.busy_s += time.perf_counter() - start
+            self._busy[cell] += time.perf_counter() - start
             self.calls += 1
 
-    def _run(self) -> None:
+    def _run(self, cell: int) -> None:
         torch.set_num_threads(self.num_threads)  # per-thread intra-op pool on CPU (FACTS.md)
         stream = torch.cuda.Stream(self.device) if self.device.type == "cuda" else None
         with torch.cuda.stream(stream) if stream is not None else contextlib.nullcontext():
             while (job := self._jobs.get()) is not None:
                 fn, args, loop, future = job
                 try:
-                    result = self._timed(fn, args)
+                    result = self._timed(fn, args, cell)
                 except BaseException as exc:  # handed to the awaiting coroutine, which re-raises it
                     loop.call_soon_threadsafe(_settle, future, None, exc)
                 else:
                     loop.call_soon_threadsafe(_settle, future, result, None)
+
+
+class _Loaded:
+    """A loaded network and how many calls are using it."""
+
+    def __init__(self, model: nn.Module) -> None:
+        self.model = model
+        self.users = 0
 
 
 def _settle(future: asyncio.Future, result: Any, error: BaseException | None) -> None:

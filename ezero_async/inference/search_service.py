@@ -2,9 +2,12 @@
 
 Roots requested by any coroutine (one env's self-play root, or a reanalysis batch's 1,518) are
 grouped by (weights kind, version, noise on/off) into search groups of at most `max_batch`
-roots: a group is sent once it is full or its oldest root has waited `max_wait_ms`. Up to
-`searches_in_flight` groups run at once, so one group's tree work (CTree, GIL released) runs
-on the loop thread while another's network call runs on the inference thread.
+roots: a group is sent once it is full or its oldest root has waited `max_wait_ms`. A group's
+whole search (initial inference, then select -> recurrent inference -> backup per simulation)
+is one job of the ModelRunner, whose `searches_in_flight` threads run that many groups at once:
+one group's tree work (CTree, GIL released) overlaps another's network calls, and the event
+loop pays one thread hand-off per group instead of one per simulation (measured: +25-50 %
+self-play steps/s on 2 CPU cores, tools/profile_pipeline.py).
 
 Latents and LSTM states never leave the device during a search: each group slot owns pools
 [S + 1, max_batch, ...] indexed by node id (the node created in simulation s is s + 1), and a
@@ -16,7 +19,7 @@ from __future__ import annotations
 import asyncio
 import time
 from dataclasses import dataclass, field
-from typing import NamedTuple
+from typing import NamedTuple, Sequence
 
 import numpy as np
 import torch
@@ -38,7 +41,7 @@ class SearchResult(NamedTuple):
 
 @dataclass
 class _Root:
-    obs: np.ndarray  # [S, *F]
+    obs: Sequence[np.ndarray]  # S frames, oldest first: an array [S, *F] or a tuple of S arrays [*F]
     noise: np.ndarray | None  # float32[A]
     seed: int
     future: asyncio.Future
@@ -70,7 +73,7 @@ class SearchService:
         self.group_sizes: list[int] = []
         """Roots per group sent (for the batch-size distribution in reports)."""
         self.tree_s = 0.0
-        """Seconds of tree work (select + backup) on the loop thread."""
+        """Seconds of tree work (select + backup), summed over inference threads."""
         self.roots_searched = 0
         """Roots whose search finished."""
         self.batch_wait_s = 0.0
@@ -86,17 +89,33 @@ class SearchService:
         loop = asyncio.get_running_loop()
         roots = [_Root(stacks[i], None if noise is None else noise[i], seed + i, loop.create_future())
                  for i in range(len(stacks))]
+        await self._submit((kind, version, noise is not None), roots)
+        results = [root.future.result() for root in roots]
+        return SearchResult(np.stack([r[0] for r in results]), np.array([r[1] for r in results], np.float32))
+
+    async def search_one(self, kind: str, version: int, frames: Sequence[np.ndarray], noise: np.ndarray | None,
+                         seed: int) -> tuple[np.ndarray, float]:
+        """Search one root (an env's step): frames S arrays [*F] oldest first, noise float32[A] or
+        None. Returns (visit counts int32[A], root value). The frames are only read, and are
+        copied into the group's input before the result is set."""
+        root = _Root(frames, noise, seed, asyncio.get_running_loop().create_future())
+        await self._submit((kind, version, noise is not None), [root])
+        return root.future.result()
+
+    async def _submit(self, key: tuple[str, int, bool], roots: list[_Root]) -> None:
+        """Queue roots for grouping and wait until every one has its result (or the group's error)."""
         if self.serial:  # one request at a time, in groups of its own roots only: no timing in the results
             async with self._serial_lock:
                 for lo in range(0, len(roots), self.batcher.max_batch):
-                    await self._run_group((kind, version, noise is not None), roots[lo:lo + self.batcher.max_batch],
+                    await self._run_group(key, roots[lo:lo + self.batcher.max_batch],
                                           self._free.pop())  # handed back by _run_group
-            results = [root.future.result() for root in roots]
+            return
+        self._pending.setdefault(key, []).extend(roots)
+        self._wake.set()
+        if len(roots) == 1:
+            await roots[0].future
         else:
-            self._pending.setdefault((kind, version, noise is not None), []).extend(roots)
-            self._wake.set()
-            results = await asyncio.gather(*(r.future for r in roots))
-        return SearchResult(np.stack([r[0] for r in results]), np.array([r[1] for r in results], np.float32))
+            await asyncio.gather(*(r.future for r in roots))
 
     async def values(self, kind: str, version: int, stacks: np.ndarray) -> np.ndarray:
         """Scalar values float32[n] of stacks [n, S, *F] (bootstrap targets)."""
@@ -147,25 +166,12 @@ class SearchService:
     async def _run_group(self, key: tuple[str, int, bool], roots: list[_Root], slot: _Slot) -> None:
         kind, version, noisy = key
         try:
-            n = len(roots)
-            self.group_sizes.append(n)
+            self.group_sizes.append(len(roots))
             self.batch_wait_s += time.monotonic() - roots[0].since
-            obs = np.stack([r.obs for r in roots])
-            logits = await self.runner.call(self._initial, slot, kind, version, obs)
-            noise = np.stack([r.noise for r in roots]).astype(np.float32) if noisy else None
-            tree = slot.tree
-            started = time.perf_counter()
-            tree.prepare(logits, noise=noise, seed=roots[0].seed)
-            for s in range(self.config.num_simulations):
-                parents, actions, reset = tree.select()
-                self.tree_s += time.perf_counter() - started
-                vp, value, leaf_logits = await self.runner.call(self._recurrent, slot, kind, version, s,
-                                                               parents, actions, reset)
-                started = time.perf_counter()
-                tree.backup(vp, value, leaf_logits)
-            counts, root_values = tree.visit_counts(), tree.root_values()
-            self.tree_s += time.perf_counter() - started
-            self.roots_searched += n
+            noise = np.stack([r.noise for r in roots]) if noisy else None
+            counts, root_values = await self.runner.call(self._search, slot, kind, version, [r.obs for r in roots],
+                                                         noise, roots[0].seed)
+            self.roots_searched += len(roots)
             for i, root in enumerate(roots):
                 if not root.future.done():
                     root.future.set_result((counts[i], float(root_values[i])))
@@ -179,29 +185,54 @@ class SearchService:
             self._free.append(slot)
             self._wake.set()
 
-    # ------------------------------------------------------------ inference thread
+    # ------------------------------------------------------------ inference threads
+
+    def _search(self, slot: _Slot, kind: str, version: int, stacks: list[Sequence[np.ndarray]],
+                noise: np.ndarray | None, seed: int) -> tuple[np.ndarray, np.ndarray]:
+        """One group's whole search: visit counts int32[n, A] and root values float32[n]."""
+        with self.runner.lease(kind, version) as model:
+            n = len(stacks)
+            latent, _, logits = self._initial_inference(model, _gather(stacks))
+            self._root_state(slot, model, latent)
+            tree = slot.tree
+            started = time.perf_counter()
+            tree_s = 0.0
+            tree.prepare(logits.float().cpu().numpy(), noise=noise, seed=seed)  # sync: the tree needs the priors
+            rows = torch.arange(n, device=self.device)
+            for s in range(self.config.num_simulations):
+                parents, actions, reset = tree.select()
+                tree_s += time.perf_counter() - started
+                out = self._recurrent(slot, model, rows, s, parents, actions, reset)
+                started = time.perf_counter()
+                tree.backup(*out)
+            counts, root_values = tree.visit_counts(), tree.root_values()
+            self.tree_s += tree_s + time.perf_counter() - started  # GIL held: one += at a time
+            return counts, root_values
 
     def _input(self, obs: np.ndarray) -> torch.Tensor:
-        # Host -> device copy of uint8/float32 stacks; images are scaled to [0, 1] in the model.
-        return stack_frames(torch.from_numpy(obs).to(self.device, non_blocking=False))
+        """Stacks [n, S, *F] as the network's input; images are scaled to [0, 1] in the model."""
+        if obs.ndim == 5 and self.device.type == "cpu":
+            # HWC -> CHW in numpy: torch's uint8 permute copy is about 2x slower on CPU.
+            n, s, height, width, c = obs.shape
+            return torch.from_numpy(np.ascontiguousarray(obs.transpose(0, 1, 4, 2, 3))).reshape(n, s * c, height, width)
+        return stack_frames(torch.from_numpy(obs).to(self.device, non_blocking=False))  # permuted on the device
 
-    def _initial_inference(self, kind: str, version: int, obs: np.ndarray
+    def _initial_inference(self, model: torch.nn.Module, obs: np.ndarray
                            ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """(latent, value float32[n], policy logits) of stacks obs [n, S, *F]; on CPU in chunks of
         initial_chunk, where initial inference peaks at 8-32 samples (FACTS.md)."""
-        model = self.runner.model(kind, version)
         chunk = self.batcher.initial_chunk if self.device.type == "cpu" else len(obs)
         parts = [model.initial_inference_scalar(self._input(obs[lo:lo + chunk])) for lo in range(0, len(obs), chunk)]
         return tuple(torch.cat(column) for column in zip(*parts))  # type: ignore[return-value]
 
     def _values(self, kind: str, version: int, obs: np.ndarray) -> np.ndarray:
-        _, value, _ = self._initial_inference(kind, version, obs)
-        return value.float().cpu().numpy()  # sync point: the caller needs the numbers
+        with self.runner.lease(kind, version) as model:
+            _, value, _ = self._initial_inference(model, obs)
+            return value.float().cpu().numpy()  # sync point: the caller needs the numbers
 
-    def _initial(self, slot: _Slot, kind: str, version: int, obs: np.ndarray) -> np.ndarray:
-        model = self.runner.model(kind, version)
-        n = len(obs)
-        latent, _, logits = self._initial_inference(kind, version, obs)
+    def _root_state(self, slot: _Slot, model: torch.nn.Module, latent: torch.Tensor) -> None:
+        """Roots' latents into node 0 of the slot's pools (allocated on first use), LSTM state zero."""
+        n = len(latent)
         if slot.latents is None or slot.latents.shape[2:] != latent.shape[1:] or slot.latents.dtype != latent.dtype:
             sims = self.config.num_simulations + 1
             slot.latents = torch.empty((sims, self.batcher.max_batch, *latent.shape[1:]), dtype=latent.dtype,
@@ -209,15 +240,13 @@ class SearchService:
             slot.h = torch.zeros((sims, self.batcher.max_batch, model.lstm_hidden), device=self.device)
             slot.c = torch.zeros_like(slot.h)
         slot.latents[0, :n] = latent
-        slot.h[0, :n] = 0.0  # the LSTM state is zero at the root
+        slot.h[0, :n] = 0.0
         slot.c[0, :n] = 0.0
-        return logits.float().cpu().numpy()  # sync point: the tree needs the priors
 
-    def _recurrent(self, slot: _Slot, kind: str, version: int, s: int, parents: np.ndarray, actions: np.ndarray,
-                   reset: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        model = self.runner.model(kind, version)
+    def _recurrent(self, slot: _Slot, model: torch.nn.Module, rows: torch.Tensor, s: int, parents: np.ndarray,
+                   actions: np.ndarray, reset: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Expand simulation s's leaves (node s + 1) from their parents' pooled states."""
         n = len(parents)
-        rows = torch.arange(n, device=self.device)
         parent = torch.from_numpy(parents.astype(np.int64)).to(self.device)
         latent = slot.latents[parent, rows]
         state = (slot.h[parent, rows], slot.c[parent, rows])
@@ -229,3 +258,17 @@ class SearchService:
         slot.c[s + 1, :n] = c
         # Sync point (once per simulation): the tree's backup needs these on the host.
         return vp.float().cpu().numpy(), value.float().cpu().numpy(), logits.float().cpu().numpy()
+
+
+def _gather(stacks: list[Sequence[np.ndarray]]) -> np.ndarray:
+    """[n, S, *F] from n roots' frames, copied once (a root is an array [S, *F] or S arrays [*F])."""
+    first = stacks[0]
+    frame = np.asarray(first[0])
+    out = np.empty((len(stacks), len(first), *frame.shape), frame.dtype)
+    for i, frames in enumerate(stacks):
+        if isinstance(frames, np.ndarray):
+            out[i] = frames
+        else:
+            for j, f in enumerate(frames):
+                out[i, j] = f
+    return out

@@ -25,6 +25,9 @@ def ring_slots(capacity: int) -> int:
     """Ring size in slots for `capacity` transitions."""
     return capacity + capacity // FINAL_SLOT_RESERVE
 
+EVENT_BATCH = 256
+"""Hot-tier events (slots becoming sampleable or not) applied to the sum tree at once."""
+
 
 class Replay:
     """Owner of one replay: shared-memory hot tier + sum-tree sampler + optional zarr store."""
@@ -40,7 +43,7 @@ class Replay:
                                   unroll_steps=config.unroll_steps, td_steps=config.td_steps)
             _hot = HotTier(schema)
         self.hot = _hot
-        self.sampler = PrioritySampler(self.hot.num_slots, config, seed)
+        self._sampler = PrioritySampler(self.hot.num_slots, config, seed)
         self.store: ReplayStore | None = None
         if store_dir is not None:
             try:
@@ -75,6 +78,17 @@ class Replay:
         return replay
 
     @property
+    def sampler(self) -> PrioritySampler:
+        """The sum-tree sampler, with every hot-tier event so far applied."""
+        self._apply_events()
+        return self._sampler
+
+    def _apply_events(self) -> None:
+        if self.hot.pending_events:
+            slots, ok = self.hot.take_events()
+            self._sampler.apply_events(slots, ok)
+
+    @property
     def handle(self) -> HotTierHandle:
         """Pass to another process: HotTier.attach(handle)."""
         return self.hot.handle
@@ -97,8 +111,10 @@ class Replay:
         self._after_write()
 
     def _after_write(self) -> None:
-        slots, ok = self.hot.take_events()
-        self.sampler.apply_events(slots, ok)
+        # Events reach the sum tree in batches (every read of `sampler` applies the rest first):
+        # one tree update per append cost more than the append itself.
+        if self.hot.pending_events >= EVENT_BATCH:
+            self._apply_events()
         if self.store is not None and self.hot.write_count - self.store.appended >= self.store.segment:
             self.store.append(self.hot)
 

@@ -189,6 +189,11 @@ class HotTier:
         st.episode, st.position, st.last = -1, 0, -1
         self._finish_slot(w, s)
 
+    @property
+    def pending_events(self) -> int:
+        """Events not yet taken."""
+        return len(self._events)
+
     def take_events(self) -> tuple[np.ndarray, np.ndarray]:
         """Events since the last call, in order: (slots: int64[n], sampleable: bool[n]); True =
         the slot became sampleable, False = it must not be sampled (evicted or its stack broke).

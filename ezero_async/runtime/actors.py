@@ -21,6 +21,10 @@ from ezero_async.runtime.pacer import Pacer
 from ezero_async.search import dirichlet_noise, select_action
 
 
+NOISE_BLOCK = 64
+"""Root-noise rows drawn per numpy call by each env."""
+
+
 def temperature_at(step: int, runtime: RuntimeConfig) -> float:
     """Acting temperature at training step `step` (piecewise constant)."""
     for boundary, temp in zip(runtime.temperature_steps, runtime.temperatures):
@@ -51,21 +55,23 @@ async def self_play(env_id: int, pool: EnvPool, service: SearchService, replay: 
     frames = deque([obs] * frame_stack, maxlen=frame_stack)
     game_return, game_length = 0.0, 0
     timing["env"] += time.perf_counter() - clock
+    # One stream per env (seeded once: a per-transition generator costs more than the rest of the
+    # step's Python work). --serial fixes which env collects which transition, so it stays exact.
+    rng = np.random.default_rng([runtime.seed, 1, env_id])
+    noise_rows: list[np.ndarray] = []
     while (n := await pacer.reserve_transition(env_id)) is not None:
-        rng = np.random.default_rng([runtime.seed, 1, n])  # per-transition stream: same n, same draws
         if n < pacer.start:
             action, policy, root_value = int(rng.integers(num_actions)), uniform, 0.0
         else:
             version = pacer.self_play_version(n)
             await pacer.wait_weights(version)
-            noise = dirichlet_noise(1, num_actions, search.dirichlet_alpha, rng)
+            if not noise_rows:  # Dirichlet draws in blocks: one numpy call per NOISE_BLOCK steps
+                noise_rows = list(dirichlet_noise(NOISE_BLOCK, num_actions, search.dirichlet_alpha, rng)[::-1])
             clock = time.perf_counter()
-            result = await service.search("online", version, np.stack(frames)[None], noise, seed=n)
+            counts, root_value = await service.search_one("online", version, tuple(frames), noise_rows.pop(), seed=n)
             timing["search"] += time.perf_counter() - clock
-            counts = result.visit_counts[0]
             action = int(select_action(counts, temperature_at(pacer.training_step_at(n), runtime), rng))
             policy = (counts / counts.sum()).astype(np.float32)
-            root_value = float(result.root_values[0])
         clock = time.perf_counter()
         step = await pool.step(env_id, action)
         stepped = time.perf_counter()

@@ -5,7 +5,6 @@ import asyncio
 from collections import deque
 from typing import NamedTuple
 
-import numpy as np
 
 from ezero_async.envs.pool import EnvPool
 from ezero_async.inference.search_service import SearchService
@@ -34,8 +33,8 @@ async def evaluate(pool: EnvPool, service: SearchService, version: int, episodes
             frames = deque([obs] * frame_stack, maxlen=frame_stack)
             total, length = 0.0, 0
             while max_steps is None or length < max_steps:
-                out = await service.search(kind, version, np.stack(frames)[None], None, seed=length)
-                step = await pool.step(env_id, int(greedy_action(out.visit_counts[0])))
+                counts, _ = await service.search_one(kind, version, tuple(frames), None, seed=length)
+                step = await pool.step(env_id, int(greedy_action(counts)))
                 total += step.raw_reward
                 length += 1
                 frames.append(step.obs)

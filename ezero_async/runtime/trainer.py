@@ -148,7 +148,7 @@ async def _train(config: RunConfig, run_dir: Path, device: torch.device) -> dict
         # the few versions the online store keeps for self-play.
         evaluation = WeightStore(2, name="evaluation")
         parts.runner = ModelRunner(make_model, device, {"online": online, "target": target, "evaluation": evaluation},
-                                   inline=rt.serial)
+                                   inline=rt.serial, workers=config.batcher.searches_in_flight)
         service = SearchService(parts.runner, config.search, config.batcher, num_actions, serial=rt.serial)
         stats = EpisodeStats()
         parts.monitor = Monitor(pacer=pacer, stats=stats, service=service, runner=parts.runner,

@@ -31,6 +31,11 @@ def select_action(visit_counts: np.ndarray, temperature: float, rng: np.random.G
     counts = _check_counts(visit_counts)
     if temperature == 0.0:
         return greedy_action(counts)
+    if counts.ndim == 1:  # one env's step (the hot path): the same draw with fewer numpy calls
+        row = counts.astype(np.float64)
+        cumulative = np.cumsum((row / row.max()) ** (1.0 / temperature))
+        chosen = int(np.searchsorted(cumulative, rng.random() * cumulative[-1], side="right"))
+        return min(chosen, int(np.flatnonzero(row)[-1]))
     rows = counts.reshape(-1, counts.shape[-1]).astype(np.float64)
     # Dividing by the row maximum first keeps N^(1/T) finite for small temperatures.
     weights = (rows / rows.max(axis=1, keepdims=True)) ** (1.0 / temperature)
