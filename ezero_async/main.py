@@ -18,7 +18,6 @@ from ezero_async.config.values import apply_overrides, parse_override
 from ezero_async.errors import ConfigError, UserError
 
 EXIT_USAGE = 2
-EXIT_NOT_BUILT = 3
 
 # Flag -> config key, so a range error names the flag the user typed.
 FLAG_KEYS = {
@@ -177,22 +176,27 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"ezero_async: error: {exc}", file=sys.stderr)
         return EXIT_USAGE
     if args.resume is not None:
-        print("ezero_async: resuming needs checkpoints, which are not built yet (issue 6); nothing was written",
+        run_dir = args.resume
+        print(f"ezero_async: resuming {run_dir} ({game_id.name}, preset {config.preset}, device {device})",
               file=sys.stderr)
-        return EXIT_NOT_BUILT
-    run_dir = args.run_dir or Path("runs") / f"{game_id.name}-{config.preset}-{time.strftime('%Y%m%d-%H%M%S')}"
-    if (run_dir / "config.json").exists():
-        print(f"ezero_async: error: {run_dir} already holds a run; pass another --run-dir "
-              "(or --resume it once resuming exists)", file=sys.stderr)
-        return EXIT_USAGE
-    print(f"ezero_async: {game_id.name} ({game_id.env_id}), preset {config.preset}, device {device}, "
-          f"{config.runtime.env_steps} env steps -> {run_dir}", file=sys.stderr)
+    else:
+        run_dir = args.run_dir or Path("runs") / f"{game_id.name}-{config.preset}-{time.strftime('%Y%m%d-%H%M%S')}"
+        if (run_dir / "config.json").exists():
+            print(f"ezero_async: error: {run_dir} already holds a run; pass another --run-dir or --resume it",
+                  file=sys.stderr)
+            return EXIT_USAGE
+        print(f"ezero_async: {game_id.name} ({game_id.env_id}), preset {config.preset}, device {device}, "
+              f"{config.runtime.env_steps} env steps -> {run_dir}", file=sys.stderr)
     from ezero_async.runtime.trainer import Interrupted, train
 
     try:
-        summary = train(config, run_dir, device)
+        summary = train(config, run_dir, device, resume=args.resume is not None)
+    except UserError as exc:  # found once the run's files are read (checkpoint, replay store)
+        print(f"ezero_async: error: {exc}", file=sys.stderr)
+        return EXIT_USAGE
     except Interrupted as exc:
-        print(f"ezero_async: {exc}; resources released, the replay store in {run_dir} is flushed", file=sys.stderr)
+        print(f"ezero_async: {exc}; checkpoint written, replay flushed: continue with --resume {run_dir}",
+              file=sys.stderr)
         return 128 + exc.signum
     except KeyboardInterrupt:
         print("ezero_async: interrupted; resources released", file=sys.stderr)

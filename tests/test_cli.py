@@ -4,7 +4,7 @@ import sys
 
 import pytest
 
-from ezero_async.main import EXIT_NOT_BUILT, EXIT_USAGE, main
+from ezero_async.main import EXIT_USAGE, main
 
 
 def run_cli(*args):
@@ -67,12 +67,16 @@ def test_a_run_directory_that_holds_a_run_is_refused(tmp_path, capsys):
     assert "already holds a run" in capsys.readouterr().err
 
 
-def test_resume_is_refused_until_checkpoints_exist(tmp_path, capsys):
+def test_resume_of_a_finished_run_or_one_without_checkpoints_is_refused(tmp_path, capsys):
     assert main(["--game", "CartPole", "--preset", "smoke", "--run-dir", str(tmp_path / "a"), "--no-aim",
                  "--set", "runtime.env_steps=120", "--set", "runtime.tail_train_steps=0",
                  "--set", "runtime.eval_episodes=1"]) == 0
-    assert main(["--resume", str(tmp_path / "a")]) == EXIT_NOT_BUILT
-    assert "nothing was written" in capsys.readouterr().err
+    assert main(["--resume", str(tmp_path / "a")]) == EXIT_USAGE
+    assert "already finished" in capsys.readouterr().err
+    (tmp_path / "b").mkdir()
+    (tmp_path / "b" / "config.json").write_text((tmp_path / "a" / "config.json").read_text())
+    assert main(["--resume", str(tmp_path / "b")]) == EXIT_USAGE
+    assert "no checkpoint" in capsys.readouterr().err
 
 
 def test_help_lists_presets_and_games():

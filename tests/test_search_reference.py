@@ -209,6 +209,18 @@ def test_select_action_samples_visit_power(temperature):
     assert isinstance(single, int) and counts[single] > 0
 
 
+def test_select_action_one_row_draws_like_the_batched_path():
+    """The 1-D fast path makes the same draw, from the same rng state, as a one-row batch."""
+    data = np.random.default_rng(3)
+    for trial in range(300):
+        counts = data.integers(0, 6, size=data.integers(1, 19)).astype(np.int32)
+        counts[data.integers(len(counts))] += 1
+        temperature = float(data.choice([0.25, 0.5, 1.0, 2.0]))
+        single = select_action(counts, temperature, np.random.default_rng(trial))
+        batched = select_action(counts[None], temperature, np.random.default_rng(trial))
+        assert single == int(batched[0])
+
+
 def test_select_action_rejects_bad_input():
     rng = np.random.default_rng(0)
     with pytest.raises(ValueError):
@@ -217,3 +229,5 @@ def test_select_action_rejects_bad_input():
         select_action(np.array([1, 2], dtype=np.int32), -1.0, rng)
     with pytest.raises(ValueError):
         select_action(np.array([1.0, 2.0]), 1.0, rng)
+    with pytest.raises(ValueError):
+        select_action(np.array([2, -1], dtype=np.int32), 1.0, rng)

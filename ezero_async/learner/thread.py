@@ -8,10 +8,12 @@ reported through on_error at once, and re-raised by check() / join() on the call
 """
 from __future__ import annotations
 
+import copy
 import queue
 import threading
 import time
 from collections.abc import Callable
+from typing import Any
 
 import numpy as np
 import torch
@@ -43,7 +45,8 @@ class LearnerThread:
                  target: WeightStore | None = None, on_step: Callable[[UpdateResult], None] | None = None,
                  on_error: Callable[[BaseException], None] | None = None,
                  on_batch_done: Callable[[TrainingBatch], None] | None = None, num_threads: int = 1,
-                 poll_interval: float = 0.05, name: str = "learner") -> None:
+                 poll_interval: float = 0.05, name: str = "learner",
+                 on_checkpoint: Callable[[int, dict], None] | None = None, checkpoint_interval: int = 0) -> None:
         if num_threads < 1:
             raise ValueError(f"num_threads must be >= 1, got {num_threads}")
         self.learner = learner
@@ -51,6 +54,7 @@ class LearnerThread:
         self.online, self.target = online, target
         self.on_priorities, self.on_step = on_priorities, on_step
         self.on_error, self.on_batch_done = on_error, on_batch_done
+        self.on_checkpoint, self.checkpoint_interval = on_checkpoint, checkpoint_interval
         self.num_threads = num_threads
         self.poll_interval = poll_interval
         self.mover = BatchMover(learner.device)
@@ -97,6 +101,14 @@ class LearnerThread:
         """The next training step the learner will apply."""
         return self.learner.step
 
+    def snapshot(self) -> dict:
+        """Host copies of everything a checkpoint needs from the learner side, taken between
+        updates (on this thread, or on any thread once it has stopped): the learner's state and
+        every weights version the stores hold (self-play and reanalysis of the steps after a
+        resume ask for exactly these versions)."""
+        return {"learner": _host_copy(self.learner.state_dict()),
+                "online": _held_versions(self.online), "target": _held_versions(self.target)}
+
     # ------------------------------------------------------------ thread side
 
     def _run(self) -> None:
@@ -140,6 +152,9 @@ class LearnerThread:
             self.on_priorities(result.indices, result.priorities)
             if self.on_step is not None:
                 self.on_step(result)
+            if self.on_checkpoint is not None and self.checkpoint_interval > 0 \
+                    and self.learner.step % self.checkpoint_interval == 0:
+                self.on_checkpoint(self.learner.step, self.snapshot())
             if staged is None and not self._stop.is_set():
                 staged = self._next(block=True)
         if staged is not None and self.on_batch_done is not None:
@@ -185,3 +200,24 @@ class LearnerThread:
 def _older(store: WeightStore, step: int) -> bool:
     newest = store.newest
     return newest is None or newest < step
+
+
+def _held_versions(store: WeightStore | None) -> list[dict]:
+    if store is None:
+        return []
+    held = []
+    for version in store.versions():
+        with store.read(version) as (_, state):
+            held.append({"version": version, "model": _host_copy(state)})
+    return held
+
+
+def _host_copy(value: Any) -> Any:
+    """A deep copy with every tensor cloned to the CPU (state dicts, optimizer state)."""
+    if isinstance(value, torch.Tensor):
+        return value.detach().to("cpu", copy=True)
+    if isinstance(value, dict):
+        return {k: _host_copy(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return type(value)(_host_copy(v) for v in value)
+    return copy.deepcopy(value)

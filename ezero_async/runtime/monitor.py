@@ -204,5 +204,13 @@ class Monitor:
             self.emit(self.snapshot())
 
     def close(self) -> None:
+        """Close every sink, then raise the first error met (one failing sink never leaves the
+        others open)."""
+        errors = []
         for sink in self.sinks:
-            sink.close()
+            try:
+                sink.close()
+            except Exception as exc:  # re-raised below, after the other sinks are closed
+                errors.append(exc)
+        if errors:
+            raise errors[0]

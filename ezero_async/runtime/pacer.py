@@ -56,6 +56,12 @@ class Pacer:
         self._ticks = 0
         """Notifications so far (a waiter that only needs "something changed" compares it)."""
 
+    def restore(self, trained: int, collected: int) -> None:
+        """Continue a run from a checkpoint at `trained` updates with `collected` transitions stored
+        (batches after `trained` are sampled and built anew; collection continues at `collected`)."""
+        self.trained = self.built = self.sampled = trained
+        self.reserved = self.collected = collected
+
     # ------------------------------------------------------------ pure schedule
 
     def transitions_for(self, s: int) -> int:

@@ -33,16 +33,19 @@ class PriorityFeed:
     """Learner updates (indices, priorities) in step order, applied to the replay only when the
     schedule says (before sampling batch s: every update <= s - D)."""
 
-    def __init__(self, replay: Replay) -> None:
+    def __init__(self, replay: Replay, first_step: int = 0) -> None:
         self.replay = replay
+        self.first_step = first_step
+        """The update pending[0] came from (a resumed run's learner starts past 0)."""
         self.pending: list[tuple[np.ndarray, np.ndarray]] = []
-        self.applied = 0
+        self.applied = first_step
 
     def apply_through(self, step: int) -> None:
         while self.applied <= step:
-            indices, priorities = self.pending[self.applied]
+            slot = self.applied - self.first_step
+            indices, priorities = self.pending[slot]
             self.replay.update_priorities(indices, priorities)
-            self.pending[self.applied] = None  # type: ignore[call-overload]
+            self.pending[slot] = None  # type: ignore[call-overload]
             self.applied += 1
 
 
@@ -53,7 +56,8 @@ async def reanalyse(worker: int, workers: int, replay: Replay, feed: PriorityFee
     builder = ContextBuilder(replay.hot, replay_cfg, learner_cfg.batch_size, runtime.reanalyse_fraction,
                              seed=runtime.seed * 1000 + worker, fresh_buffers=True)
     k1 = learner_cfg.unroll_steps + 1
-    for s in range(worker, pacer.total_steps, workers):
+    first = pacer.trained  # 0, or the checkpoint's step when resuming
+    for s in range(first + (worker - first) % workers, pacer.total_steps, workers):
         await pacer.wait_sample_turn(s)
         feed.apply_through(s - learner_cfg.prefetch_depth)
         sample = replay.sample(learner_cfg.batch_size, s)

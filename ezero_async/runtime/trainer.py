@@ -26,6 +26,7 @@ from ezero_async.config.sections import RunConfig
 from ezero_async.config.values import config_to_dict
 from ezero_async.envs.pool import EnvPool, GameFactory
 from ezero_async.envs.registry import resolve_game
+from ezero_async.errors import UserError
 from ezero_async.inference.runner import ModelRunner
 from ezero_async.inference.search_service import SearchService
 from ezero_async.learner.learner import Learner
@@ -33,12 +34,13 @@ from ezero_async.learner.model import build_model
 from ezero_async.learner.thread import LearnerThread
 from ezero_async.learner.weights import WeightStore
 from ezero_async.replay.buffer import Replay
-from ezero_async.replay.store import StoreMeta
+from ezero_async.replay.store import ReplayStoreError, StoreMeta
 from ezero_async.runtime.actors import EpisodeStats, self_play
 from ezero_async.runtime.evaluate import evaluate
 from ezero_async.runtime.monitor import LossMeter, MetricsFile, Monitor, ProgressLine, eval_metrics
 from ezero_async.runtime.pacer import Pacer
 from ezero_async.runtime.reanalyse import PriorityFeed, reanalyse
+from ezero_async.tracking.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
 
 WATCH_INTERVAL_S = 0.5
 """How often the supervisor checks the learner thread and the stall watchdog."""
@@ -77,16 +79,17 @@ class RunParts:
             self.learner_thread.join(timeout=30.0)  # re-raises the thread's own error, if any
 
 
-def train(config: RunConfig, run_dir: Path, device: str) -> dict[str, Any]:
-    """Run training to the end and write RUN_DIR/summary.json; returns the summary."""
+def train(config: RunConfig, run_dir: Path, device: str, resume: bool = False) -> dict[str, Any]:
+    """Run training to the end and write RUN_DIR/summary.json; returns the summary. With
+    `resume`, continue the run in `run_dir` from its newest checkpoint and its replay store."""
     try:
         import uvloop
     except ImportError:
         import warnings
 
         warnings.warn("uvloop is not installed: running on the standard asyncio loop (slower hand-offs)")
-        return asyncio.run(_train(config, run_dir, torch.device(device)))
-    return uvloop.run(_train(config, run_dir, torch.device(device)))
+        return asyncio.run(_train(config, run_dir, torch.device(device), resume))
+    return uvloop.run(_train(config, run_dir, torch.device(device), resume))
 
 
 class Interrupted(Exception):
@@ -97,17 +100,21 @@ class Interrupted(Exception):
         self.signum = signum
 
 
-async def _train(config: RunConfig, run_dir: Path, device: torch.device) -> dict[str, Any]:
+async def _train(config: RunConfig, run_dir: Path, device: torch.device, resume: bool) -> dict[str, Any]:
     started = time.monotonic()
     game = resolve_game(config.env.game, config.env.family)
+    checkpoint = _resume_point(run_dir) if resume else None
     run_dir.mkdir(parents=True, exist_ok=True)
-    (run_dir / "config.json").write_text(json.dumps(config_to_dict(config), indent=2))
+    _write_atomic(run_dir / "config.json", json.dumps(config_to_dict(config), indent=2))
     rt, lc, seed = config.runtime, config.learner, config.runtime.seed
     torch.manual_seed(seed)
+    if checkpoint is not None:
+        torch.set_rng_state(checkpoint["torch_rng"])
     loop = asyncio.get_running_loop()
     parts = RunParts()
     signalled: asyncio.Future = loop.create_future()
     stop_signals = _catch_signals(loop, signalled)
+    write_checkpoint = None
     try:
         workers = 0 if rt.serial else None
         parts.pool = EnvPool(GameFactory(config.env, training=True), num_envs=rt.num_envs, seed=seed,
@@ -123,13 +130,25 @@ async def _train(config: RunConfig, run_dir: Path, device: torch.device) -> dict
         versions_held = math.ceil((rt.self_play_lag + lc.publish_interval) / lc.publish_interval) + 2
         online = WeightStore(max(2, versions_held), name="online")
         target = WeightStore(3, name="target")
-        online.publish(0, model)  # the initial weights act and reanalyse until the learner publishes
-        target.publish(0, model)
-        parts.replay = Replay(config.replay, obs_shape=spec.shape, obs_dtype=spec.dtype.name, num_actions=num_actions,
-                              frame_stack=stack, seed=seed, store_dir=run_dir / "replay",
-                              meta=StoreMeta(game.name, config.preset))
         pacer = Pacer(rt, lc)
-        feed = PriorityFeed(parts.replay)
+        stats = EpisodeStats()
+        evaluations: list[dict[str, Any]] = []
+        learner = Learner(model, lc, device, frame_stack=stack, seed=seed, priority_eps=config.replay.priority_eps)
+        prior_wall = 0.0
+        if checkpoint is None:
+            online.publish(0, model)  # the initial weights act and reanalyse until the learner publishes
+            target.publish(0, model)
+            parts.replay = Replay(config.replay, obs_shape=spec.shape, obs_dtype=spec.dtype.name,
+                                  num_actions=num_actions, frame_stack=stack, seed=seed, store_dir=run_dir / "replay",
+                                  meta=StoreMeta(game.name, config.preset))
+        else:
+            parts.replay = _restore(checkpoint, run_dir, config, learner, online, target, pacer, make_model())
+            evaluations.extend(checkpoint["evaluations"])
+            stats.returns.extend(checkpoint["episodes"]["returns"])
+            stats.lengths.extend(checkpoint["episodes"]["lengths"])
+            prior_wall = float(checkpoint["wall_time_s"])
+        resumed_at = (pacer.collected, pacer.trained)
+        feed = PriorityFeed(parts.replay, first_step=pacer.trained)
         learner_failed: asyncio.Future = loop.create_future()
         losses = LossMeter()
 
@@ -140,23 +159,54 @@ async def _train(config: RunConfig, run_dir: Path, device: torch.device) -> dict
         def on_error(exc: BaseException) -> None:  # learner thread
             loop.call_soon_threadsafe(lambda: learner_failed.done() or learner_failed.set_exception(exc))
 
+        checkpoints: asyncio.Queue = asyncio.Queue()
+
+        def on_checkpoint(step: int, snapshot: dict) -> None:  # learner thread
+            loop.call_soon_threadsafe(checkpoints.put_nowait, (step, snapshot))
+
         batches: queue.Queue = queue.Queue(maxsize=lc.queue_size)
-        learner = Learner(model, lc, device, frame_stack=stack, seed=seed, priority_eps=config.replay.priority_eps)
         parts.learner_thread = LearnerThread(learner, batches, on_priorities=on_priorities, online=online,
-                                             target=target, on_error=on_error, on_step=lambda r: losses.add(r.stats))
+                                             target=target, on_error=on_error, on_step=lambda r: losses.add(r.stats),
+                                             on_checkpoint=on_checkpoint,
+                                             checkpoint_interval=config.tracking.checkpoint_interval)
         # Evaluations act with a private copy of the weights they test: an evaluation outlives
         # the few versions the online store keeps for self-play.
         evaluation = WeightStore(2, name="evaluation")
         parts.runner = ModelRunner(make_model, device, {"online": online, "target": target, "evaluation": evaluation},
                                    inline=rt.serial, workers=config.batcher.searches_in_flight)
         service = SearchService(parts.runner, config.search, config.batcher, num_actions, serial=rt.serial)
-        stats = EpisodeStats()
+        sinks: list = [MetricsFile(run_dir / "metrics.jsonl"), ProgressLine(rt.env_steps, pacer.total_steps)]
+        aim = None
+        if config.tracking.aim:
+            from ezero_async.tracking.aim_sink import AimSink
+
+            aim = AimSink(Path(config.tracking.aim_repo) if config.tracking.aim_repo else run_dir.resolve().parent,
+                          experiment=game.name, run_name=run_dir.name, hparams=config_to_dict(config),
+                          run_hash=checkpoint.get("aim_run") if checkpoint is not None else None)
+            sinks.append(aim)  # last: Monitor.close closes the file sinks first
         parts.monitor = Monitor(pacer=pacer, stats=stats, service=service, runner=parts.runner,
-                                learner_thread=parts.learner_thread, batches=batches, losses=losses,
-                                sinks=[MetricsFile(run_dir / "metrics.jsonl"),
-                                       ProgressLine(rt.env_steps, pacer.total_steps)])
-        evaluations: list[dict[str, Any]] = []
+                                learner_thread=parts.learner_thread, batches=batches, losses=losses, sinks=sinks)
         parts.learner_thread.start()
+
+        def write_checkpoint(step: int, snapshot: dict) -> Path:
+            """Flush the replay store, then write the checkpoint that names it (in that order: a
+            store is never older than a checkpoint)."""
+            parts.replay.flush()
+            state = {"config": config_to_dict(config), "step": step, **snapshot,
+                     "replay": {"write_count": parts.replay.hot.write_count, "collected": parts.replay.collected},
+                     "evaluations": list(evaluations),
+                     "episodes": {"returns": list(stats.returns), "lengths": list(stats.lengths)},
+                     "wall_time_s": prior_wall + time.monotonic() - started,
+                     "aim_run": aim.run_hash if aim is not None else None,
+                     "torch_rng": torch.get_rng_state()}
+            return save_checkpoint(run_dir, state, config.tracking.keep_checkpoints)
+
+        async def checkpointer() -> None:
+            """Write the checkpoints the learner thread snapshots, one at a time, in order."""
+            while True:
+                step, snapshot = await checkpoints.get()
+                write_checkpoint(step, snapshot)
+                checkpoints.task_done()
 
         async def supervise() -> None:
             """Fail fast on a learner error or a signal; name a stalled stage; return when training is done."""
@@ -180,7 +230,8 @@ async def _train(config: RunConfig, run_dir: Path, device: torch.device) -> dict
                 await parts.runner.call(_copy_version, online, evaluation, version, eval_model)
             result = await evaluate(parts.eval_pool, service, version, rt.eval_episodes, stack, max_steps,
                                     kind="evaluation")
-            metrics = eval_metrics(result.returns, result.lengths, game.name)
+            # Human-normalised scores exist for Atari only (MinAtar reuses some of the names).
+            metrics = eval_metrics(result.returns, result.lengths, game.name if game.family == "atari" else "")
             evaluations.append({"training_steps": version, "env_steps": pacer.transitions_for(version),
                                 **{k.removeprefix("eval/"): v for k, v in metrics.items()}})
             parts.monitor.emit(metrics, env_steps=pacer.transitions_for(version), training_steps=version)
@@ -190,7 +241,10 @@ async def _train(config: RunConfig, run_dir: Path, device: torch.device) -> dict
             """Evaluate the online weights at training step 0 and every eval_interval steps."""
             if rt.eval_interval == 0:
                 return
+            done = {row["training_steps"] for row in evaluations}
             for at in range(0, pacer.total_steps, rt.eval_interval):
+                if at < pacer.trained or lc.publish_interval * (at // lc.publish_interval) in done:
+                    continue  # evaluated before a resume, or its weights are gone
                 await pacer.wait_trained(at)
                 await run_eval(lc.publish_interval * (at // lc.publish_interval), rt.periodic_eval_max_steps)
 
@@ -198,6 +252,7 @@ async def _train(config: RunConfig, run_dir: Path, device: torch.device) -> dict
             dispatcher = group.create_task(service.run(), name="search-dispatcher")
             monitor = group.create_task(parts.monitor.run(config.tracking.log_interval_s), name="monitor")
             evals = group.create_task(periodic_evals(), name="periodic-eval")
+            saver = group.create_task(checkpointer(), name="checkpointer")
             for i in range(rt.num_envs):
                 group.create_task(self_play(i, parts.pool, service, parts.replay, pacer, rt, config.search, stack,
                                             stats), name=f"self-play-{i}")
@@ -209,20 +264,25 @@ async def _train(config: RunConfig, run_dir: Path, device: torch.device) -> dict
             parts.learner_thread.stop()
             parts.learner_thread.join(timeout=60.0)
             train_wall = time.monotonic() - started
-            parts.replay.flush()
+            await checkpoints.join()
+            saver.cancel()
             await evals
             final = await run_eval(online.newest, None)
+            write_checkpoint(learner.step, parts.learner_thread.snapshot())  # also flushes the replay
             parts.monitor.emit(parts.monitor.snapshot())
             monitor.cancel()
             dispatcher.cancel()
         summary = _summary(config, game.name, final, evaluations, pacer, stats, train_wall,
-                           time.monotonic() - started, service, parts, learner.model)
-        (run_dir / "summary.json").write_text(json.dumps(summary, indent=2))
+                           prior_wall + time.monotonic() - started, service, parts, learner.model, resumed_at)
+        _write_atomic(run_dir / "summary.json", json.dumps(summary, indent=2))
     except BaseException as exc:
         _restore_signals(loop, stop_signals)
         interrupt = _interrupt_in(exc)
-        if interrupt is not None and parts.replay is not None:
-            parts.replay.flush()  # a requested stop keeps everything collected so far
+        if interrupt is not None and write_checkpoint is not None and parts.learner_thread is not None:
+            # A requested stop keeps everything so far: a last checkpoint (which flushes the replay).
+            parts.learner_thread.stop()
+            parts.learner_thread.join(timeout=60.0)
+            write_checkpoint(parts.learner_thread.learner.step, parts.learner_thread.snapshot())
         for error in parts.close():
             if error is not exc:
                 exc.add_note(f"while shutting down: {type(error).__name__}: {error}")
@@ -270,6 +330,52 @@ def _interrupt_in(exc: BaseException) -> Interrupted | None:
     return None
 
 
+def _resume_point(run_dir: Path) -> dict[str, Any]:
+    """The newest checkpoint of a run that can be resumed (UserError with what to do otherwise)."""
+    if (run_dir / "summary.json").exists():
+        raise UserError(f"{run_dir} already finished (summary.json exists): nothing to resume; evaluate it with "
+                        f"python -m ezero_async.evaluate {run_dir}")
+    checkpoint = load_checkpoint(run_dir)
+    for key in ("online", "torch_rng"):
+        if key not in checkpoint:
+            raise CheckpointError(f"checkpoint {checkpoint['path']} lacks '{key}'; it cannot be resumed "
+                                  "(it can still be evaluated)")
+    return checkpoint
+
+
+def _restore(checkpoint: dict[str, Any], run_dir: Path, config: RunConfig, learner: Learner, online: WeightStore,
+             target: WeightStore, pacer: Pacer, scratch: torch.nn.Module) -> Replay:
+    """Learner, weight stores, replay and pacer as they stood at the checkpoint."""
+    where = checkpoint["path"]
+    try:
+        learner.load_state_dict(checkpoint["learner"])
+        for store, versions in ((online, checkpoint["online"]), (target, checkpoint["target"])):
+            for held in versions:  # oldest first: exactly the versions the next steps ask for
+                scratch.load_state_dict(held["model"])
+                store.publish(held["version"], scratch)
+    except (KeyError, RuntimeError, ValueError) as exc:
+        raise CheckpointError(f"checkpoint {where} does not fit this run's model/config ({str(exc)[:160]}); "
+                              "resume with the run's own config.json") from exc
+    try:
+        replay = Replay.load(run_dir / "replay", config.replay, config.runtime.seed)
+    except (OSError, ValueError, KeyError, ReplayStoreError) as exc:
+        raise UserError(f"cannot resume {run_dir}: its replay store is unreadable ({type(exc).__name__}: "
+                        f"{str(exc)[:160]})") from exc
+    if replay.collected < checkpoint["replay"]["collected"]:
+        replay.close()
+        raise UserError(f"cannot resume {run_dir}: the replay store holds {replay.collected} transitions but "
+                        f"checkpoint {where} was written after {checkpoint['replay']['collected']}")
+    replay.hot.abandon_open_episodes()  # the envs start new games
+    pacer.restore(trained=int(checkpoint["step"]), collected=replay.collected)
+    return replay
+
+
+def _write_atomic(path: Path, text: str) -> None:
+    tmp = path.with_name(f".{path.name}.tmp")
+    tmp.write_text(text)
+    tmp.replace(path)
+
+
 def _copy_version(source: WeightStore, dest: WeightStore, version: int, scratch: torch.nn.Module) -> None:
     """Publish `version` of `source` into `dest`."""
     source.load_into(scratch, version)
@@ -287,7 +393,9 @@ def weights_digest(model: torch.nn.Module) -> str:
 
 def _summary(config: RunConfig, game: str, final: dict[str, Any], evaluations: list[dict[str, Any]], pacer: Pacer,
              stats: EpisodeStats, train_wall: float, wall: float, service: SearchService, parts: RunParts,
-             model: torch.nn.Module) -> dict[str, Any]:
+             model: torch.nn.Module, resumed_at: tuple[int, int]) -> dict[str, Any]:
+    """resumed_at: (transitions, updates) when this process started (0, 0 unless resumed);
+    throughput covers this process's share."""
     sizes = np.asarray(service.group_sizes, np.float64)
     learner_timing = parts.learner_thread.timing if parts.learner_thread is not None else {}
     return {
@@ -305,7 +413,8 @@ def _summary(config: RunConfig, game: str, final: dict[str, Any], evaluations: l
         "weights_sha256": weights_digest(model),
         # Wall-clock figures (the only fields that differ between two --serial runs of one seed):
         "wall_time_s": wall,
-        "throughput": {"env_steps_per_s": pacer.collected / train_wall, "training_steps_per_s": pacer.trained / train_wall,
+        "throughput": {"env_steps_per_s": (pacer.collected - resumed_at[0]) / train_wall,
+                       "training_steps_per_s": (pacer.trained - resumed_at[1]) / train_wall,
                        "search_groups": len(sizes), "roots_searched": service.roots_searched,
                        "group_size_mean": float(sizes.mean()) if len(sizes) else 0.0,
                        "group_size_p10_p50_p90": np.percentile(sizes, [10, 50, 90]).tolist() if len(sizes) else None},

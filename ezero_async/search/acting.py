@@ -28,14 +28,19 @@ def select_action(visit_counts: np.ndarray, temperature: float, rng: np.random.G
     visit_counts: int[A] -> int, or int[B, A] -> int64[B] (one draw per row, in row order)."""
     if not temperature >= 0.0 or not np.isfinite(temperature):
         raise ValueError(f"temperature must be finite and >= 0, got {temperature}")
+    if isinstance(visit_counts, np.ndarray) and visit_counts.ndim == 1 and visit_counts.dtype.kind in "iu" \
+            and temperature > 0.0:
+        # One env's step (the hot path): the same draw and checks with fewer numpy calls.
+        row = visit_counts.astype(np.float64)
+        top = row.max() if row.size else 0.0
+        if not top > 0.0 or row.min() < 0.0:
+            raise ValueError("visit_counts must be >= 0 with at least one visit per root")
+        cumulative = np.cumsum((row / top) ** (1.0 / temperature))
+        chosen = int(np.searchsorted(cumulative, rng.random() * cumulative[-1], side="right"))
+        return min(chosen, int(np.flatnonzero(row)[-1]))
     counts = _check_counts(visit_counts)
     if temperature == 0.0:
         return greedy_action(counts)
-    if counts.ndim == 1:  # one env's step (the hot path): the same draw with fewer numpy calls
-        row = counts.astype(np.float64)
-        cumulative = np.cumsum((row / row.max()) ** (1.0 / temperature))
-        chosen = int(np.searchsorted(cumulative, rng.random() * cumulative[-1], side="right"))
-        return min(chosen, int(np.flatnonzero(row)[-1]))
     rows = counts.reshape(-1, counts.shape[-1]).astype(np.float64)
     # Dividing by the row maximum first keeps N^(1/T) finite for small temperatures.
     weights = (rows / rows.max(axis=1, keepdims=True)) ** (1.0 / temperature)

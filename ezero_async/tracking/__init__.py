@@ -1,0 +1,1 @@
+"""Run tracking: checkpoints, the Aim sink."""

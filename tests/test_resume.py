@@ -1,0 +1,149 @@
+"""Checkpoints and resume: a run stopped by SIGINT, or killed with SIGKILL at random moments,
+resumes from its newest checkpoint and finishes with the exact counters and a consistent
+replay; broken checkpoints give one line and exit code 2."""
+import json
+import os
+import random
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from ezero_async.config import build_config
+from ezero_async.replay.buffer import Replay
+from ezero_async.runtime.pacer import Pacer
+from ezero_async.tracking.checkpoint import CheckpointError, list_checkpoints, load_checkpoint, save_checkpoint
+
+RUN = ["--game", "CartPole", "--preset", "smoke", "--no-aim", "--set", "tracking.checkpoint_interval=20",
+       "--set", "runtime.env_steps=500", "--set", "runtime.eval_interval=200"]
+
+
+def start(*args: str) -> subprocess.Popen:
+    return subprocess.Popen([sys.executable, "-m", "ezero_async.main", *args], stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True)
+
+
+def wait_for_checkpoints(run_dir: Path, count: int, proc: subprocess.Popen, timeout: float = 120.0) -> None:
+    deadline = time.monotonic() + timeout
+    while len(list_checkpoints(run_dir)) < count:
+        assert proc.poll() is None, proc.communicate()[1][-2000:]
+        assert time.monotonic() < deadline, "no checkpoint appeared"
+        time.sleep(0.2)
+
+
+def finish(run_dir: Path) -> dict:
+    proc = start("--resume", str(run_dir))
+    _, err = proc.communicate(timeout=300)
+    assert proc.returncode == 0, err[-3000:]
+    return json.loads((run_dir / "summary.json").read_text())
+
+
+def assert_replay_consistent(run_dir: Path, config) -> None:
+    """The store loads, holds every collected transition once, and its episodes are well formed:
+    positions count up along prev links, every sampleable slot has an intact frame stack."""
+    replay = Replay.load(run_dir / "replay", config.replay, seed=0)
+    try:
+        hot = replay.hot
+        assert replay.collected == config.runtime.env_steps
+        live = np.arange(max(0, hot.write_count - hot.num_slots), hot.write_count)
+        slots = live % hot.num_slots
+        indices = hot.index[slots][hot.index[slots] >= 0]
+        np.testing.assert_array_equal(np.sort(indices), np.arange(config.runtime.env_steps))
+        for w, s in zip(live, slots):
+            prev = int(hot.prev[s])
+            if prev != w:
+                ps = prev % hot.num_slots
+                assert hot.episode[ps] == hot.episode[s] and hot.position[ps] == hot.position[s] - 1
+            else:
+                assert hot.position[s] == 0
+        assert replay.sampler.count > 0
+    finally:
+        replay.close()
+
+
+def test_sigint_then_resume_finishes_with_exact_counters(tmp_path):
+    run_dir = tmp_path / "run"
+    proc = start(*RUN, "--run-dir", str(run_dir))
+    wait_for_checkpoints(run_dir, 2, proc)
+    proc.send_signal(signal.SIGINT)
+    _, err = proc.communicate(timeout=60)
+    assert proc.returncode == 128 + signal.SIGINT, err[-2000:]
+    assert "--resume" in err
+    stopped = load_checkpoint(run_dir)  # the exit checkpoint
+    assert stopped["step"] >= 40 and stopped["replay"]["collected"] >= stopped["step"] - 20
+    summary = finish(run_dir)
+    config = build_config("smoke", "CartPole", {"runtime.env_steps": 500})
+    assert summary["env_steps"] == 500
+    assert summary["training_steps"] == Pacer(config.runtime, config.learner).total_steps
+    steps = [row["training_steps"] for row in summary["evaluations"]]
+    assert steps == sorted(set(steps)) and steps[0] == 0  # evaluations before the stop are kept, none twice
+    assert_replay_consistent(run_dir, config)
+
+
+def test_kill_9_at_random_moments_then_resume(tmp_path):
+    run_dir = tmp_path / "run"
+    rng = random.Random(7)
+    shm_before = set(Path("/dev/shm").glob("ezr_*"))
+    proc = start(*RUN, "--run-dir", str(run_dir))
+    for attempt in range(3):
+        wait_for_checkpoints(run_dir, 1, proc)
+        time.sleep(rng.uniform(0.0, 3.0))
+        if proc.poll() is None:
+            before = load_checkpoint(run_dir)["step"]
+            proc.send_signal(signal.SIGKILL)
+            proc.communicate(timeout=30)
+            assert load_checkpoint(run_dir)["step"] >= before  # never goes back past the last checkpoint
+        if (run_dir / "summary.json").exists():
+            break
+        proc = start("--resume", str(run_dir))
+    else:
+        proc.send_signal(signal.SIGKILL)
+        proc.communicate(timeout=30)
+    for leftover in set(Path("/dev/shm").glob("ezr_*")) - shm_before:  # SIGKILL cannot clean up
+        leftover.unlink(missing_ok=True)
+    summary = json.loads((run_dir / "summary.json").read_text()) if (run_dir / "summary.json").exists() \
+        else finish(run_dir)
+    config = build_config("smoke", "CartPole", {"runtime.env_steps": 500})
+    assert summary["env_steps"] == 500
+    assert summary["training_steps"] == Pacer(config.runtime, config.learner).total_steps
+    assert_replay_consistent(run_dir, config)
+
+
+def test_corrupt_or_incompatible_checkpoint_is_one_line_and_exit_2(tmp_path):
+    run_dir = tmp_path / "run"
+    proc = start(*RUN, "--run-dir", str(run_dir))
+    wait_for_checkpoints(run_dir, 1, proc)
+    proc.send_signal(signal.SIGKILL)
+    proc.communicate(timeout=30)
+    newest = list_checkpoints(run_dir)[-1][1]
+    newest.write_bytes(b"not a checkpoint" * 10)
+    proc = start("--resume", str(run_dir))
+    _, err = proc.communicate(timeout=60)
+    assert proc.returncode == 2
+    assert err.strip().count("\n") == 1 and "unreadable" in err and newest.name in err  # resuming + error
+    state = {"config": {}, "step": 1, "learner": {}, "target": [], "replay": {}, "evaluations": [],
+             "episodes": {}, "wall_time_s": 0.0}
+    path = save_checkpoint(tmp_path / "other", state, keep=1)
+    raw = __import__("torch").load(path, weights_only=False)
+    raw["format"] = 99
+    __import__("torch").save(raw, path)
+    with pytest.raises(CheckpointError, match="format 99"):
+        load_checkpoint(path)
+    with pytest.raises(CheckpointError, match="not found"):
+        load_checkpoint(tmp_path / "missing.pt")
+
+
+def test_checkpoints_are_atomic_and_only_the_last_k_are_kept(tmp_path):
+    state = {"config": {}, "learner": {}, "target": [], "replay": {}, "evaluations": [], "episodes": {},
+             "wall_time_s": 0.0}
+    for step in range(1, 6):
+        save_checkpoint(tmp_path, {**state, "step": step}, keep=2)
+    (tmp_path / "checkpoints" / ".step-junk.tmp").write_bytes(b"torn")  # a write killed half-way
+    assert [s for s, _ in list_checkpoints(tmp_path)] == [4, 5]
+    assert load_checkpoint(tmp_path)["step"] == 5
+    save_checkpoint(tmp_path, {**state, "step": 6}, keep=2)
+    assert not list((tmp_path / "checkpoints").glob(".step-*")) and len(os.listdir(tmp_path / "checkpoints")) == 2
