@@ -17,9 +17,7 @@ import argparse
 import asyncio
 import json
 import math
-import os
 import sys
-import tempfile
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -28,6 +26,7 @@ from typing import Any, Iterator, Sequence
 import numpy as np
 
 from ezero_async.errors import ConfigError, UserError
+from ezero_async.tracking.atomic import atomic_path, write_text_atomic
 from ezero_async.main import EXIT_USAGE, _Parser, resolve_device
 
 EVAL_SEED_OFFSET = 10_000
@@ -289,39 +288,12 @@ def write_gif(path: Path, frames: Sequence[np.ndarray], frame_ms: int) -> None:
             yield Image.fromarray(to_rgb(frame))
 
     first = Image.fromarray(to_rgb(frames[0]))
-    with _atomic(path) as tmp:
+    with atomic_path(path) as tmp:
         first.save(tmp, format="GIF", save_all=True, append_images=images(), duration=frame_ms, loop=0)
 
 
 def write_json(path: Path, data: dict[str, Any]) -> None:
-    with _atomic(path) as tmp:
-        tmp.write_text(json.dumps(data, indent=2) + "\n")
-
-
-class _atomic:
-    """`with _atomic(final) as tmp:` write tmp; on success it is fsynced and renamed to final,
-    on failure removed: `final` is never half-written."""
-
-    def __init__(self, final: Path) -> None:
-        self.final = Path(final)
-
-    def __enter__(self) -> Path:
-        fd, name = tempfile.mkstemp(prefix=f".{self.final.name}.", suffix=".tmp", dir=self.final.parent)
-        os.close(fd)
-        self.tmp = Path(name)
-        return self.tmp
-
-    def __exit__(self, exc_type: Any, *_: Any) -> None:
-        if exc_type is not None:
-            self.tmp.unlink(missing_ok=True)
-            return
-        try:
-            with open(self.tmp, "rb+") as f:
-                os.fsync(f.fileno())
-            os.replace(self.tmp, self.final)
-        except BaseException:
-            self.tmp.unlink(missing_ok=True)
-            raise
+    write_text_atomic(path, json.dumps(data, indent=2) + "\n")
 
 
 def default_json_path(checkpoint: Path, step: int) -> Path:
@@ -337,7 +309,7 @@ def summarise(config: Any, state: dict[str, Any], played: Played, request: EvalR
 
     game = resolve_game(config.env.game, config.env.family)
     # Human reference scores exist for Atari only (a MinAtar game may share an Atari game's name).
-    metrics = eval_metrics(played.returns, played.lengths, game.name if game.family == "atari" else game.env_id)
+    metrics = eval_metrics(played.returns, played.lengths, game)
     return {
         "game": game.name, "family": game.family, "env_id": game.env_id,
         "checkpoint": str(Path(state["path"]).resolve()), "step": int(state["step"]),

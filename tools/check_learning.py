@@ -17,6 +17,7 @@ from pathlib import Path
 
 from ezero_async.config import build_config
 from ezero_async.config.values import parse_override
+from ezero_async.errors import UserError
 
 
 def print_curve(run_dir: Path) -> dict:
@@ -47,8 +48,12 @@ def main() -> int:
 
     from ezero_async.runtime.trainer import train
 
-    overrides = dict(parse_override(item) for item in args.set)
-    config = build_config(args.preset, args.game, {"tracking.aim": False, "runtime.seed": args.seed, **overrides})
+    try:
+        overrides = dict(parse_override(item) for item in args.set)
+        config = build_config(args.preset, args.game, {"tracking.aim": False, "runtime.seed": args.seed, **overrides})
+    except UserError as exc:  # a bad --set: one line, like the trainer's own CLI
+        print(f"check_learning: error: {exc}", file=sys.stderr)
+        return 2
     run_dir = args.run_dir or Path("runs") / f"check-{args.game.replace('/', '-')}-{args.preset}-{time.strftime('%Y%m%d-%H%M%S')}"
     print(f"# training {args.game} with preset {args.preset} -> {run_dir}", flush=True)
     train(config, run_dir, "cpu")

@@ -2,6 +2,11 @@
 human-normalised score HNS = (score - random) / (human - random)."""
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from ezero_async.envs.registry import GameId
+
 RANDOM_HUMAN = {
     "Alien": (227.8, 7127.7), "Amidar": (5.8, 1719.5), "Assault": (222.4, 742.0), "Asterix": (210.0, 8503.3),
     "BankHeist": (14.2, 753.1), "BattleZone": (2360.0, 37187.5), "Boxing": (0.1, 12.1), "Breakout": (1.7, 30.5),
@@ -14,9 +19,10 @@ RANDOM_HUMAN = {
 }
 
 
-def human_normalised(game: str, score: float) -> float | None:
-    """HNS of an Atari 100k game, None for games outside the benchmark."""
-    if game not in RANDOM_HUMAN:
+def human_normalised(game: GameId, score: float) -> float | None:
+    """HNS of an Atari 100k game, None for games outside the benchmark (MinAtar reuses some of
+    the names, so the family is checked too)."""
+    if game.family != "atari" or game.name not in RANDOM_HUMAN:
         return None
-    random, human = RANDOM_HUMAN[game]
+    random, human = RANDOM_HUMAN[game.name]
     return (score - random) / (human - random)

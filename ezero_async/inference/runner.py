@@ -46,7 +46,6 @@ class ModelRunner:
         self._jobs: queue.SimpleQueue = queue.SimpleQueue()
         self._error: BaseException | None = None
         self._busy = [0.0] * (1 if inline else workers)  # one cell per thread: no shared +=
-        self.calls = 0
         self._threads = [] if inline else [threading.Thread(target=self._run, args=(i,), name=f"inference-{i}",
                                                             daemon=True) for i in range(workers)]
         for thread in self._threads:
@@ -109,7 +108,6 @@ class ModelRunner:
                 return fn(*args)
         finally:
             self._busy[cell] += time.perf_counter() - start
-            self.calls += 1
 
     def _run(self, cell: int) -> None:
         torch.set_num_threads(self.num_threads)  # per-thread intra-op pool on CPU (FACTS.md)

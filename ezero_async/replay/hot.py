@@ -189,17 +189,13 @@ class HotTier:
         st.episode, st.position, st.last = -1, 0, -1
         self._finish_slot(w, s)
 
-    def abandon_open_episodes(self) -> int:
+    def abandon_open_episodes(self) -> None:
         """Drop every stream's running episode (a resumed run's envs start new games): its
         transitions that already had their whole unroll and TD reach stay sampleable, the last
-        `reach` ones never become so. Returns how many episodes were abandoned."""
-        abandoned = 0
+        `reach` ones never become so."""
         for st in self.streams.values():
-            if st.episode >= 0:
-                abandoned += 1
             st.pending.clear()
             st.episode, st.position, st.last = -1, 0, -1
-        return abandoned
 
     @property
     def pending_events(self) -> int:

@@ -17,6 +17,7 @@ import time
 from pathlib import Path
 from typing import IO, Protocol
 
+from ezero_async.envs.registry import GameId
 from ezero_async.envs.scores import human_normalised
 
 Metrics = dict[str, float]
@@ -114,7 +115,7 @@ class RateMeter:
         return (value - last[1]) / (now - last[0])
 
 
-def eval_metrics(returns: list[float], lengths: list[int], game: str) -> Metrics:
+def eval_metrics(returns: list[float], lengths: list[int], game: GameId) -> Metrics:
     """eval/ metrics of one evaluation of `game` (human-normalised for games with reference scores)."""
     mean = statistics.fmean(returns) if returns else math.nan
     metrics: Metrics = {

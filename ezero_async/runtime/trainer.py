@@ -40,6 +40,7 @@ from ezero_async.runtime.evaluate import evaluate
 from ezero_async.runtime.monitor import LossMeter, MetricsFile, Monitor, ProgressLine, eval_metrics
 from ezero_async.runtime.pacer import Pacer
 from ezero_async.runtime.reanalyse import PriorityFeed, reanalyse
+from ezero_async.tracking.atomic import write_text_atomic
 from ezero_async.tracking.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
 
 WATCH_INTERVAL_S = 0.5
@@ -105,7 +106,7 @@ async def _train(config: RunConfig, run_dir: Path, device: torch.device, resume:
     game = resolve_game(config.env.game, config.env.family)
     checkpoint = _resume_point(run_dir) if resume else None
     run_dir.mkdir(parents=True, exist_ok=True)
-    _write_atomic(run_dir / "config.json", json.dumps(config_to_dict(config), indent=2))
+    write_text_atomic(run_dir / "config.json", json.dumps(config_to_dict(config), indent=2))
     rt, lc, seed = config.runtime, config.learner, config.runtime.seed
     torch.manual_seed(seed)
     if checkpoint is not None:
@@ -230,8 +231,7 @@ async def _train(config: RunConfig, run_dir: Path, device: torch.device, resume:
                 await parts.runner.call(_copy_version, online, evaluation, version, eval_model)
             result = await evaluate(parts.eval_pool, service, version, rt.eval_episodes, stack, max_steps,
                                     kind="evaluation")
-            # Human-normalised scores exist for Atari only (MinAtar reuses some of the names).
-            metrics = eval_metrics(result.returns, result.lengths, game.name if game.family == "atari" else "")
+            metrics = eval_metrics(result.returns, result.lengths, game)
             evaluations.append({"training_steps": version, "env_steps": pacer.transitions_for(version),
                                 **{k.removeprefix("eval/"): v for k, v in metrics.items()}})
             parts.monitor.emit(metrics, env_steps=pacer.transitions_for(version), training_steps=version)
@@ -274,7 +274,7 @@ async def _train(config: RunConfig, run_dir: Path, device: torch.device, resume:
             dispatcher.cancel()
         summary = _summary(config, game.name, final, evaluations, pacer, stats, train_wall,
                            prior_wall + time.monotonic() - started, service, parts, learner.model, resumed_at)
-        _write_atomic(run_dir / "summary.json", json.dumps(summary, indent=2))
+        write_text_atomic(run_dir / "summary.json", json.dumps(summary, indent=2))
     except BaseException as exc:
         _restore_signals(loop, stop_signals)
         interrupt = _interrupt_in(exc)
@@ -368,12 +368,6 @@ def _restore(checkpoint: dict[str, Any], run_dir: Path, config: RunConfig, learn
     replay.hot.abandon_open_episodes()  # the envs start new games
     pacer.restore(trained=int(checkpoint["step"]), collected=replay.collected)
     return replay
-
-
-def _write_atomic(path: Path, text: str) -> None:
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text(text)
-    tmp.replace(path)
 
 
 def _copy_version(source: WeightStore, dest: WeightStore, version: int, scratch: torch.nn.Module) -> None:

@@ -16,21 +16,20 @@ A checkpoint is one torch.save'd dict (FORMAT_VERSION guards its layout):
   aim_run         the Aim run hash (or None), so a resumed run keeps tracking into it
   torch_rng       torch's global CPU RNG state
 
-Writing: torch.save to a temp file in the same directory, fsync, rename, fsync the directory.
-A SIGKILL at any moment leaves either the previous checkpoints or the new one, never a torn
-file under a final name.
+Writing: through tracking.atomic (temp file, fsync, rename, fsync of the directory). A SIGKILL
+at any moment leaves either the previous checkpoints or the new one, never a torn file under a
+final name.
 """
 from __future__ import annotations
 
-import os
 import re
-import tempfile
 from pathlib import Path
 from typing import Any
 
 import torch
 
 from ezero_async.errors import UserError
+from ezero_async.tracking.atomic import atomic_path
 
 FORMAT_VERSION = 1
 KEYS = ("config", "step", "learner", "target", "replay", "evaluations", "episodes", "wall_time_s")
@@ -62,17 +61,8 @@ def save_checkpoint(run_dir: Path, state: dict[str, Any], keep: int) -> Path:
     directory = checkpoint_dir(run_dir)
     directory.mkdir(parents=True, exist_ok=True)
     final = directory / f"step-{int(state['step']):09d}.pt"
-    fd, tmp = tempfile.mkstemp(prefix=".step-", suffix=".tmp", dir=directory)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            torch.save({**state, "format": FORMAT_VERSION}, f)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, final)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    _fsync_dir(directory)
+    with atomic_path(final) as tmp:
+        torch.save({**state, "format": FORMAT_VERSION}, tmp)
     for _, old in list_checkpoints(run_dir)[:-keep]:
         old.unlink(missing_ok=True)
     for stray in directory.glob(".step-*.tmp"):  # left by a run killed while writing
@@ -109,10 +99,3 @@ def load_checkpoint(path: Path) -> dict[str, Any]:
     state["path"] = str(path)
     return state
 
-
-def _fsync_dir(directory: Path) -> None:
-    fd = os.open(directory, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
