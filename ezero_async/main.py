@@ -61,22 +61,27 @@ def build_parser() -> argparse.ArgumentParser:
         epilog=_games_epilog(),
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
+    add_config_arguments(parser)
+    parser.add_argument("--run-dir", type=Path, help="directory for this run (default runs/<game>-<preset>-<time>)")
+    parser.add_argument("--resume", type=Path, metavar="RUN_DIR", help="continue the run saved in RUN_DIR")
+    parser.add_argument("--help-config", action="store_true", help="list every config field and exit")
+    return parser
+
+
+def add_config_arguments(parser: argparse.ArgumentParser) -> None:
+    """The flags that make a run's config (config_from_args reads them); shared with the profiler."""
     parser.add_argument("--game", help="game to train on, e.g. Breakout, Pong, MinAtar/Breakout, CartPole")
     parser.add_argument("--preset", help=f"configuration preset ({', '.join(preset_names())}); "
                                          "default: chosen from the game's family")
     parser.add_argument("--env-steps", type=int, help="environment steps to collect (runtime.env_steps)")
     parser.add_argument("--seed", type=int, help="seed of every random stream (runtime.seed)")
     parser.add_argument("--device", choices=("auto", "cpu", "cuda"), help="where the networks run (default auto)")
-    parser.add_argument("--run-dir", type=Path, help="directory for this run (default runs/<game>-<preset>-<time>)")
-    parser.add_argument("--resume", type=Path, metavar="RUN_DIR", help="continue the run saved in RUN_DIR")
     parser.add_argument("--num-envs", type=int, help="self-play env coroutines (runtime.num_envs)")
     parser.add_argument("--eval-episodes", type=int, help="episodes per evaluation (runtime.eval_episodes)")
     parser.add_argument("--no-aim", action="store_true", help="do not track the run in Aim")
     parser.add_argument("--serial", action="store_true", help="one request at a time, bit-deterministic (debug)")
     parser.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
                         help="override a config field, e.g. --set learner.lr_init=0.1 (repeatable)")
-    parser.add_argument("--help-config", action="store_true", help="list every config field and exit")
-    return parser
 
 
 def _flag_overrides(args: argparse.Namespace) -> dict[str, Any]:

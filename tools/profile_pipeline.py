@@ -1,4 +1,4 @@
-"""Self-play pipeline throughput against the bare emulator, and where a real run spends its time.
+"""Self-play pipeline throughput against the bare emulator (the runtime's own overhead).
 
 Phase 1, same cores, one after the other:
   - emulator: our training-mode Game stepped with random actions in W worker processes (the
@@ -8,11 +8,10 @@ Phase 1, same cores, one after the other:
     zero-cost stand-in network, so only the pipeline's own overhead competes with the envs.
     The pacer is replaced by one that never gates on training (there is no learner).
   Reported: pipeline env steps/s as a fraction of the emulator's (target >= 0.70).
-Phase 2 (--real): a real training run (preset, bounded env steps) with per-stage times from its
-  summary (env, batcher wait, inference, tree, replay, learner) and the batch-size distribution.
+Where a real training run spends its time: `python -m ezero_async.profiling` (per-stage table,
+utilisation, queue depths, recommendations).
 
   python tools/profile_pipeline.py --game Breakout --num-envs 128 --seconds 20 --repeats 3
-  python tools/profile_pipeline.py --game CartPole --preset cartpole --real --real-env-steps 3000
 """
 from __future__ import annotations
 
@@ -21,7 +20,6 @@ import asyncio
 import multiprocessing as mp
 import statistics
 import sys
-import tempfile
 import time
 from pathlib import Path
 
@@ -158,40 +156,6 @@ def game_in_processes(env_config, steps: int, processes: int) -> float:
     return steps_in_processes(_game_worker, env_config, steps, processes)
 
 
-def real_run(preset: str, game: str, env_steps: int, overrides: dict) -> dict:
-    from ezero_async.runtime.trainer import train
-
-    config = build_config(preset, game, {"tracking.aim": False, "runtime.env_steps": env_steps,
-                                         "runtime.start_transitions": min(env_steps // 4, 500),
-                                         "runtime.tail_train_steps": 0, "runtime.eval_interval": 0,
-                                         "runtime.eval_episodes": 1, **overrides})
-    with tempfile.TemporaryDirectory() as tmp:
-        return train(config, Path(tmp) / "run", "cuda" if torch.cuda.is_available() else "cpu")
-
-
-def print_real(summary: dict) -> None:
-    t = summary["timing_s"]
-    wall = t["train_wall"]
-    print(f"\n# real run: {summary['env_steps']} env steps, {summary['training_steps']} training steps in "
-          f"{wall:.1f} s ({summary['throughput']['env_steps_per_s']:.1f} env steps/s, "
-          f"{summary['throughput']['training_steps_per_s']:.2f} updates/s)")
-    print(f"{'stage':<34} {'seconds':>9} {'share of wall':>13}")
-    rows = [("self-play: env step/reset (sum)", t["self_play_env"]),
-            ("self-play: awaiting search (sum)", t["self_play_search"]),
-            ("self-play: replay append", t["self_play_replay"]),
-            ("batcher: groups forming (sum)", t["batcher_wait"]),
-            ("inference thread: busy", t["inference_busy"]),
-            ("tree select/backup (loop)", t["tree"]),
-            ("learner: update", t["learner_update"]),
-            ("learner: waiting for batches", t["learner_wait_batch"]),
-            ("learner: staging batches", t["learner_stage"])]
-    for name, seconds in rows:
-        print(f"{name:<34} {seconds:>9.2f} {seconds / wall:>13.2f}")
-    th = summary["throughput"]
-    print(f"search groups {th['search_groups']}, roots {th['roots_searched']}, group size mean "
-          f"{th['group_size_mean']:.1f}, p10/p50/p90 {th['group_size_p10_p50_p90']}")
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--game", default="Breakout")
@@ -201,12 +165,10 @@ def main() -> None:
     parser.add_argument("--seconds", type=float, default=15.0, help="timed seconds per pipeline repeat")
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="config override")
-    parser.add_argument("--real", action="store_true", help="also profile a real training run")
-    parser.add_argument("--real-env-steps", type=int, default=3000)
-    parser.add_argument("--quick", action="store_true", help="1 repeat of 5 s, no real run")
+    parser.add_argument("--quick", action="store_true", help="1 repeat of 5 s")
     args = parser.parse_args()
     if args.quick:
-        args.repeats, args.seconds, args.real = 1, 5.0, False
+        args.repeats, args.seconds = 1, 5.0
     overrides = dict(item.split("=", 1) for item in args.set)
     config = build_config(args.preset, args.game, overrides)
     game = resolve_game(config.env.game, config.env.family)
@@ -238,8 +200,6 @@ def main() -> None:
     wall = last["wall_s"]
     print(f"last repeat, loop-side seconds over {wall:.1f} s: tree {last['tree_s']:.2f}, replay append "
           f"{t['replay']:.2f}, inference thread busy {last['inference_busy_s']:.2f}")
-    if args.real:
-        print_real(real_run(args.preset, args.game, args.real_env_steps, overrides))
 
 
 if __name__ == "__main__":

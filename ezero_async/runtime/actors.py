@@ -39,9 +39,11 @@ class EpisodeStats:
 
     returns: list[float] = field(default_factory=list)
     lengths: list[int] = field(default_factory=list)
-    timing: dict[str, float] = field(default_factory=lambda: {"env": 0.0, "search": 0.0, "replay": 0.0})
+    timing: dict[str, float] = field(default_factory=lambda: {"env": 0.0, "search": 0.0, "replay": 0.0,
+                                                              "pacer": 0.0})
     """Seconds summed over env coroutines: awaiting env steps and resets, awaiting searches
-    (batcher wait + inference + tree), and appending to the replay (loop thread)."""
+    (batcher wait + inference + tree), appending to the replay (loop thread), and held back by
+    the pacer (the replay ratio waiting for the learner, or weights not yet published)."""
 
 
 async def self_play(env_id: int, pool: EnvPool, service: SearchService, replay: Replay, pacer: Pacer,
@@ -59,12 +61,18 @@ async def self_play(env_id: int, pool: EnvPool, service: SearchService, replay: 
     # step's Python work). --serial fixes which env collects which transition, so it stays exact.
     rng = np.random.default_rng([runtime.seed, 1, env_id])
     noise_rows: list[np.ndarray] = []
-    while (n := await pacer.reserve_transition(env_id)) is not None:
+    while True:
+        clock = time.perf_counter()
+        n = await pacer.reserve_transition(env_id)
+        if n is None:
+            break
         if n < pacer.start:
+            timing["pacer"] += time.perf_counter() - clock
             action, policy, root_value = int(rng.integers(num_actions)), uniform, 0.0
         else:
             version = pacer.self_play_version(n)
             await pacer.wait_weights(version)
+            timing["pacer"] += time.perf_counter() - clock
             if not noise_rows:  # Dirichlet draws in blocks: one numpy call per NOISE_BLOCK steps
                 noise_rows = list(dirichlet_noise(NOISE_BLOCK, num_actions, search.dirichlet_alpha, rng)[::-1])
             clock = time.perf_counter()

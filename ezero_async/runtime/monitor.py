@@ -153,14 +153,39 @@ class LossMeter:
 class Monitor:
     """Builds snapshots from the run's live objects (see trainer.RunParts); `sinks` get each one."""
 
-    def __init__(self, *, pacer, stats, service, runner, learner_thread, batches, losses: LossMeter,
-                 sinks: list[Sink]) -> None:
-        self.pacer, self.stats, self.service, self.runner = pacer, stats, service, runner
+    def __init__(self, *, pacer, stats, reanalysis, service, runner, learner_thread, batches, losses: LossMeter,
+                 sinks: list[Sink], num_envs: int, reanalyse_workers: int, max_batch: int) -> None:
+        self.pacer, self.stats, self.reanalysis = pacer, stats, reanalysis
+        self.service, self.runner = service, runner
         self.learner_thread, self.batches, self.losses = learner_thread, batches, losses
         self.sinks = sinks
+        self.num_envs, self.reanalyse_workers, self.max_batch = num_envs, reanalyse_workers, max_batch
         self.rates = RateMeter()
         self.started = time.monotonic()
+        self.emit_s = 0.0
+        """Seconds spent handing snapshots to sinks on the loop (part of timing/tracker_frac)."""
         self._groups_seen = 0
+        self._wait_seen = 0.0
+
+    def stage_seconds(self) -> dict[str, float]:
+        """Cumulative busy seconds per stage, normalised so that 1.0 per wall second means one
+        fully busy thread (threads' own times) or every coroutine of the stage waiting (the
+        *_wait stages of env and reanalysis coroutines, averaged over coroutines)."""
+        play, re = self.stats.timing, self.reanalysis.timing
+        tree = self.service.tree_s
+        return {
+            "env_wait": play["env"] / self.num_envs,
+            "search_wait": play["search"] / self.num_envs,
+            "pacer_wait": play["pacer"] / self.num_envs,
+            "replay_append": play["replay"],
+            "inference_net": self.runner.busy_s - tree,
+            "tree": tree,
+            "replay_assembly": re["assemble"],
+            "reanalyse_targets_wait": re["targets"] / self.reanalyse_workers,
+            "reanalyse_queue_full_wait": re["queue_full"] / self.reanalyse_workers,
+            **{f"learner_{k}": v for k, v in self.learner_thread.timing.items()},
+            "tracker": self.emit_s + sum(getattr(sink, "busy_s", 0.0) for sink in self.sinks),
+        }
 
     def snapshot(self) -> Metrics:
         now = time.monotonic()
@@ -179,11 +204,13 @@ class Monitor:
                 m[f"throughput/{name}_per_s"] = rate
         sizes = self.service.group_sizes[self._groups_seen:]
         self._groups_seen += len(sizes)
+        waited, self._wait_seen = self.service.batch_wait_s - self._wait_seen, self.service.batch_wait_s
         if sizes:
             m["throughput/mean_group_size"] = statistics.fmean(sizes)
+            m["batcher/group_fill"] = m["throughput/mean_group_size"] / self.max_batch
+            m["batcher/group_wait_ms"] = 1000.0 * waited / len(sizes)
         elapsed = max(now - self.started, 1e-9)
-        for name, seconds in (("inference_busy", self.runner.busy_s), ("tree", self.service.tree_s),
-                              *((f"learner_{k}", v) for k, v in self.learner_thread.timing.items())):
+        for name, seconds in self.stage_seconds().items():
             rate = self.rates.rate(f"timing/{name}", seconds, now)
             m[f"timing/{name}_frac"] = rate if rate is not None else seconds / elapsed
         train_rate = m.get("throughput/training_steps_per_s")
@@ -193,10 +220,12 @@ class Monitor:
 
     def emit(self, metrics: Metrics, env_steps: int | None = None, training_steps: int | None = None) -> None:
         """Hand `metrics` to every sink, stamped with the step counters (default: now)."""
+        started = time.perf_counter()
         env_steps = self.pacer.collected if env_steps is None else env_steps
         training_steps = self.pacer.trained if training_steps is None else training_steps
         for sink in self.sinks:
             sink.emit(env_steps, training_steps, metrics)
+        self.emit_s += time.perf_counter() - started
 
     async def run(self, interval_s: float) -> None:
         """Emit a snapshot every interval_s until cancelled."""

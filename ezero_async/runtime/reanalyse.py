@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import asyncio
 import queue
+import time
+from dataclasses import dataclass, field
 
 import numpy as np
 
@@ -27,6 +29,16 @@ QUEUE_POLL_S = 0.002
 def position_stacks(window: np.ndarray, positions: int, stack: int) -> np.ndarray:
     """window [B, S + K, *F] -> stacks [B, positions, S, *F] (stack j = window[:, j : j + S])."""
     return np.stack([window[:, j:j + stack] for j in range(positions)], axis=1)
+
+
+@dataclass
+class ReanalyseStats:
+    """Where the reanalysis workers spend their time, in seconds summed over workers."""
+
+    timing: dict[str, float] = field(default_factory=lambda: {"assemble": 0.0, "targets": 0.0, "queue_full": 0.0})
+    """assemble: sampling, context and target assembly (loop thread); targets: stacking the
+    roots and awaiting their bootstrap values and fresh searches; queue_full: waiting for room
+    in the learner's queue (the learner is the slower side)."""
 
 
 class PriorityFeed:
@@ -51,7 +63,8 @@ class PriorityFeed:
 
 async def reanalyse(worker: int, workers: int, replay: Replay, feed: PriorityFeed, service: SearchService,
                     pacer: Pacer, batches: queue.Queue, replay_cfg: ReplayConfig, learner_cfg: LearnerConfig,
-                    runtime: RuntimeConfig, search: SearchConfig, frame_stack: int, num_actions: int) -> None:
+                    runtime: RuntimeConfig, search: SearchConfig, frame_stack: int, num_actions: int,
+                    stats: ReanalyseStats) -> None:
     """Build every `workers`-th batch starting at `worker` until the run's last step."""
     builder = ContextBuilder(replay.hot, replay_cfg, learner_cfg.batch_size, runtime.reanalyse_fraction,
                              seed=runtime.seed * 1000 + worker, fresh_buffers=True)
@@ -59,24 +72,29 @@ async def reanalyse(worker: int, workers: int, replay: Replay, feed: PriorityFee
     first = pacer.trained  # 0, or the checkpoint's step when resuming
     for s in range(first + (worker - first) % workers, pacer.total_steps, workers):
         await pacer.wait_sample_turn(s)
+        clock = time.perf_counter()
         feed.apply_through(s - learner_cfg.prefetch_depth)
         sample = replay.sample(learner_cfg.batch_size, s)
         ctx = builder.build(sample, s, collected=pacer.transitions_for(s))
+        stats.timing["assemble"] += time.perf_counter() - clock
         await pacer.batch_sampled(s)
         batch = await _targets(ctx, service, target_version(s, learner_cfg.target_update_interval), k1,
-                               frame_stack, num_actions, search, runtime.seed)
+                               frame_stack, num_actions, search, runtime.seed, stats.timing)
         await pacer.wait_build_turn(s)
+        clock = time.perf_counter()
         while True:
             try:
                 batches.put_nowait(batch)
                 break
             except queue.Full:
                 await asyncio.sleep(QUEUE_POLL_S)
+        stats.timing["queue_full"] += time.perf_counter() - clock
         await pacer.batch_built(s)
 
 
 async def _targets(ctx: ReanalyseContext, service: SearchService, version: int, k1: int, stack: int,
-                   num_actions: int, search: SearchConfig, seed: int) -> TrainingBatch:
+                   num_actions: int, search: SearchConfig, seed: int, timing: dict[str, float]) -> TrainingBatch:
+    clock = time.perf_counter()
     b = len(ctx.indices)
     frame_shape = ctx.obs.shape[2:]
     boot = position_stacks(ctx.bootstrap_obs, k1, stack).reshape(b * k1, stack, *frame_shape)
@@ -91,4 +109,8 @@ async def _targets(ctx: ReanalyseContext, service: SearchService, version: int, 
         counts = result.visit_counts.reshape(len(rows), k1, num_actions).astype(np.float32)
         fresh = counts / np.maximum(counts.sum(-1, keepdims=True), 1.0)
     values = (await values_task).reshape(b, k1)
-    return finish(ctx, values, fresh)
+    awaited = time.perf_counter()
+    timing["targets"] += awaited - clock
+    batch = finish(ctx, values, fresh)
+    timing["assemble"] += time.perf_counter() - awaited
+    return batch

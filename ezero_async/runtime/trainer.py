@@ -17,7 +17,7 @@ import statistics
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable, Sequence
 
 import numpy as np
 import torch
@@ -37,9 +37,9 @@ from ezero_async.replay.buffer import Replay
 from ezero_async.replay.store import ReplayStoreError, StoreMeta
 from ezero_async.runtime.actors import EpisodeStats, self_play
 from ezero_async.runtime.evaluate import evaluate
-from ezero_async.runtime.monitor import LossMeter, MetricsFile, Monitor, ProgressLine, eval_metrics
+from ezero_async.runtime.monitor import LossMeter, MetricsFile, Monitor, ProgressLine, Sink, eval_metrics
 from ezero_async.runtime.pacer import Pacer
-from ezero_async.runtime.reanalyse import PriorityFeed, reanalyse
+from ezero_async.runtime.reanalyse import PriorityFeed, ReanalyseStats, reanalyse
 from ezero_async.tracking.atomic import write_text_atomic
 from ezero_async.tracking.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
 
@@ -80,28 +80,38 @@ class RunParts:
             self.learner_thread.join(timeout=30.0)  # re-raises the thread's own error, if any
 
 
-def train(config: RunConfig, run_dir: Path, device: str, resume: bool = False) -> dict[str, Any]:
+def train(config: RunConfig, run_dir: Path, device: str, resume: bool = False, *, sinks: Sequence[Sink] = (),
+          stop_when: Callable[[], str | None] | None = None) -> dict[str, Any]:
     """Run training to the end and write RUN_DIR/summary.json; returns the summary. With
-    `resume`, continue the run in `run_dir` from its newest checkpoint and its replay store."""
+    `resume`, continue the run in `run_dir` from its newest checkpoint and its replay store.
+    `sinks` get every monitor snapshot too (profiling). `stop_when` is polled by the supervisor
+    (on the loop, every WATCH_INTERVAL_S): once it returns a reason, the run stops as on SIGINT
+    (checkpoint written, resumable) and raises StopRequested(reason)."""
     try:
         import uvloop
     except ImportError:
         import warnings
 
         warnings.warn("uvloop is not installed: running on the standard asyncio loop (slower hand-offs)")
-        return asyncio.run(_train(config, run_dir, torch.device(device), resume))
-    return uvloop.run(_train(config, run_dir, torch.device(device), resume))
+        return asyncio.run(_train(config, run_dir, torch.device(device), resume, list(sinks), stop_when))
+    return uvloop.run(_train(config, run_dir, torch.device(device), resume, list(sinks), stop_when))
 
 
-class Interrupted(Exception):
-    """SIGINT or SIGTERM asked the run to stop (the run stops cleanly and reports it)."""
+class StopRequested(Exception):
+    """The run was asked to stop before its end: it stops cleanly, writes a checkpoint, and
+    raises this to its caller (no traceback: nothing went wrong)."""
+
+
+class Interrupted(StopRequested):
+    """SIGINT or SIGTERM asked the run to stop."""
 
     def __init__(self, signum: int) -> None:
         super().__init__(f"stopped by {signal.Signals(signum).name}")
         self.signum = signum
 
 
-async def _train(config: RunConfig, run_dir: Path, device: torch.device, resume: bool) -> dict[str, Any]:
+async def _train(config: RunConfig, run_dir: Path, device: torch.device, resume: bool, extra_sinks: list[Sink],
+                 stop_when: Callable[[], str | None] | None) -> dict[str, Any]:
     started = time.monotonic()
     game = resolve_game(config.env.game, config.env.family)
     checkpoint = _resume_point(run_dir) if resume else None
@@ -133,6 +143,7 @@ async def _train(config: RunConfig, run_dir: Path, device: torch.device, resume:
         target = WeightStore(3, name="target")
         pacer = Pacer(rt, lc)
         stats = EpisodeStats()
+        reanalysis = ReanalyseStats()
         evaluations: list[dict[str, Any]] = []
         learner = Learner(model, lc, device, frame_stack=stack, seed=seed, priority_eps=config.replay.priority_eps)
         prior_wall = 0.0
@@ -176,17 +187,20 @@ async def _train(config: RunConfig, run_dir: Path, device: torch.device, resume:
         parts.runner = ModelRunner(make_model, device, {"online": online, "target": target, "evaluation": evaluation},
                                    inline=rt.serial, workers=config.batcher.searches_in_flight)
         service = SearchService(parts.runner, config.search, config.batcher, num_actions, serial=rt.serial)
-        sinks: list = [MetricsFile(run_dir / "metrics.jsonl"), ProgressLine(rt.env_steps, pacer.total_steps)]
+        sinks: list[Sink] = [MetricsFile(run_dir / "metrics.jsonl"), ProgressLine(rt.env_steps, pacer.total_steps),
+                             *extra_sinks]
         aim = None
         if config.tracking.aim:
-            from ezero_async.tracking.aim_sink import AimSink
+            from ezero_async.tracking.aim_sink import AimSink, repo_for
 
-            aim = AimSink(Path(config.tracking.aim_repo) if config.tracking.aim_repo else run_dir.resolve().parent,
-                          experiment=game.name, run_name=run_dir.name, hparams=config_to_dict(config),
+            aim = AimSink(repo_for(config.tracking.aim_repo, run_dir), experiment=game.name, run_name=run_dir.name,
+                          hparams=config_to_dict(config),
                           run_hash=checkpoint.get("aim_run") if checkpoint is not None else None)
             sinks.append(aim)  # last: Monitor.close closes the file sinks first
-        parts.monitor = Monitor(pacer=pacer, stats=stats, service=service, runner=parts.runner,
-                                learner_thread=parts.learner_thread, batches=batches, losses=losses, sinks=sinks)
+        parts.monitor = Monitor(pacer=pacer, stats=stats, reanalysis=reanalysis, service=service, runner=parts.runner,
+                                learner_thread=parts.learner_thread, batches=batches, losses=losses, sinks=sinks,
+                                num_envs=rt.num_envs, reanalyse_workers=rt.reanalyse_workers,
+                                max_batch=config.batcher.max_batch)
         parts.learner_thread.start()
 
         def write_checkpoint(step: int, snapshot: dict) -> Path:
@@ -210,11 +224,15 @@ async def _train(config: RunConfig, run_dir: Path, device: torch.device, resume:
                 checkpoints.task_done()
 
         async def supervise() -> None:
-            """Fail fast on a learner error or a signal; name a stalled stage; return when training is done."""
+            """Fail fast on a learner error or a signal; name a stalled stage; stop when asked;
+            return when training is done."""
             while pacer.trained < pacer.total_steps:
                 for failure in (learner_failed, signalled):
                     if failure.done():
                         failure.result()  # raises the learner's exception (traceback intact) or Interrupted
+                reason = stop_when() if stop_when is not None else None
+                if reason is not None:
+                    raise StopRequested(reason)
                 stage = pacer.stalled(rt.stall_timeout)
                 if stage is not None:
                     raise StallError(f"stage '{stage}' made no progress for {rt.stall_timeout:.0f} s "
@@ -258,7 +276,7 @@ async def _train(config: RunConfig, run_dir: Path, device: torch.device, resume:
                                             stats), name=f"self-play-{i}")
             for w in range(rt.reanalyse_workers):
                 group.create_task(reanalyse(w, rt.reanalyse_workers, parts.replay, feed, service, pacer, batches,
-                                            config.replay, lc, rt, config.search, stack, num_actions),
+                                            config.replay, lc, rt, config.search, stack, num_actions, reanalysis),
                                   name=f"reanalyse-{w}")
             await group.create_task(supervise(), name="supervisor")
             parts.learner_thread.stop()
@@ -321,9 +339,9 @@ def _restore_signals(loop: asyncio.AbstractEventLoop, signums: list[int]) -> Non
     signums.clear()
 
 
-def _interrupt_in(exc: BaseException) -> Interrupted | None:
-    """The Interrupted inside `exc` (possibly nested in exception groups), if that is all it holds."""
-    if isinstance(exc, Interrupted):
+def _interrupt_in(exc: BaseException) -> StopRequested | None:
+    """The StopRequested inside `exc` (possibly nested in exception groups), if that is all it holds."""
+    if isinstance(exc, StopRequested):
         return exc
     if isinstance(exc, BaseExceptionGroup) and len(exc.exceptions) == 1:
         return _interrupt_in(exc.exceptions[0])
@@ -391,7 +409,6 @@ def _summary(config: RunConfig, game: str, final: dict[str, Any], evaluations: l
     """resumed_at: (transitions, updates) when this process started (0, 0 unless resumed);
     throughput covers this process's share."""
     sizes = np.asarray(service.group_sizes, np.float64)
-    learner_timing = parts.learner_thread.timing if parts.learner_thread is not None else {}
     return {
         "game": game,
         "preset": config.preset,
@@ -412,10 +429,7 @@ def _summary(config: RunConfig, game: str, final: dict[str, Any], evaluations: l
                        "search_groups": len(sizes), "roots_searched": service.roots_searched,
                        "group_size_mean": float(sizes.mean()) if len(sizes) else 0.0,
                        "group_size_p10_p50_p90": np.percentile(sizes, [10, 50, 90]).tolist() if len(sizes) else None},
-        # Seconds per stage: self_play_* are summed over env coroutines (they overlap), the rest
-        # are one thread's busy time (inference thread, tree work on the loop, learner thread).
-        "timing_s": {"train_wall": train_wall, **{f"self_play_{k}": v for k, v in stats.timing.items()},
-                     "batcher_wait": service.batch_wait_s,
-                     "inference_busy": parts.runner.busy_s if parts.runner else 0.0,
-                     "tree": service.tree_s, **{f"learner_{k}": v for k, v in learner_timing.items()}},
+        # Seconds per stage, as Monitor.stage_seconds (threads' busy time; *_wait averaged over
+        # the stage's coroutines), plus the batcher's group-forming time summed over groups.
+        "timing_s": {"train_wall": train_wall, **parts.monitor.stage_seconds(), "batcher_wait": service.batch_wait_s},
     }

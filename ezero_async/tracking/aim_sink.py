@@ -28,6 +28,7 @@ import math
 import numbers
 import queue
 import threading
+import time
 from pathlib import Path
 from typing import Any, NamedTuple
 
@@ -42,6 +43,12 @@ _JOIN_TIMEOUT_S = 120.0
 
 _SYSTEM_TRACKING_INTERVAL_S = 10
 """Aim's own CPU/memory/disk stats (`__system__*` metrics) every this many seconds."""
+
+
+def repo_for(aim_repo: str, run_dir: Path) -> Path:
+    """The Aim repository of a run: tracking.aim_repo, or else the run directory's parent (so
+    the runs under runs/ share one dashboard: `aim up --repo runs`)."""
+    return Path(aim_repo) if aim_repo else run_dir.resolve().parent
 
 
 class Snapshot(NamedTuple):
@@ -76,6 +83,8 @@ class AimSink:
         self._queue: queue.SimpleQueue[Snapshot | None] = queue.SimpleQueue()
         self._error: BaseException | None = None
         self._closed = False
+        self.busy_s = 0.0
+        """Seconds the thread spent tracking (written by that thread only; for timing/tracker)."""
         self._thread = threading.Thread(target=self._work, name="aim-sink", daemon=True)
         self._thread.start()
 
@@ -119,7 +128,9 @@ class AimSink:
                 run.name = self._run_name
                 run["hparams"] = self._hparams
                 while (snapshot := self._queue.get()) is not _STOP:
+                    started = time.perf_counter()
                     _track(run, snapshot)
+                    self.busy_s += time.perf_counter() - started
             finally:
                 run.close()  # releases the run's lock and marks it finished
         except BaseException as exc:  # noqa: BLE001 -- re-raised on the owner's thread by check()
