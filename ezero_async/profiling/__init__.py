@@ -1,0 +1,1 @@
+"""Profiling a training run: where the time goes (probe, report, recommendations, traces)."""
