@@ -8,6 +8,8 @@ Prints agent steps/s (median of --repeats) for:
   game     our AtariGame.step (frame skip, max-pool, 96x96 area resize), called directly
   pool     EnvPool from N coroutines on a uvloop loop: inline, 1 and 2 worker processes
   pure     MinAtar and CartPole: raw gym step vs Game inline vs a worker-process round trip
+
+run() returns the headline figures that tools/bench.py reports.
 """
 from __future__ import annotations
 
@@ -67,15 +69,11 @@ def in_threads(fn: Callable[[int], int], threads: int) -> Callable[[], int]:
     return run
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--game", default="Breakout")
-    parser.add_argument("--steps", type=int, default=3000, help="agent steps per measurement and thread")
-    parser.add_argument("--coroutines", type=int, default=16)
-    parser.add_argument("--repeats", type=int, default=3)
-    parser.add_argument("--quick", action="store_true", help="few steps, one repeat")
-    args = parser.parse_args()
-    if args.quick:
+def run(quick: bool = False, game: str = "Breakout", steps: int = 3000, coroutines: int = 16,
+        repeats: int = 3) -> list[tuple[str, float, str]]:
+    """Print the table; return headline (measurement, value, unit) figures for tools/bench.py."""
+    args = argparse.Namespace(game=game, steps=steps, coroutines=coroutines, repeats=repeats)
+    if quick:
         args.steps, args.repeats = 500, 1
     register_ale()
     env_cfg = build_config("atari100k", args.game).env
@@ -175,6 +173,23 @@ def main() -> None:
     print(f"raw 2 vs 1 process: {raw2 / raw1:.2f}x; our Game vs raw (1 core): {game1 / raw1:.2f}x")
     print(f"EnvPool 2 workers vs raw 2 processes: {pool_rates[2] / raw2:.2f}x; "
           f"vs inline: {pool_rates[2] / pool_rates[0]:.2f}x")
+    # Atari only: it is what training steps; raw vs ours on one core and on both shows the overhead.
+    return [(f"raw gymnasium ALE/{args.game}-v5, 1 process", raw1, "agent steps/s"),
+            (f"AtariGame.step ({args.game}), called directly, 1 core", game1, "agent steps/s"),
+            (f"raw gymnasium ALE/{args.game}-v5, 2 processes", raw2, "agent steps/s"),
+            (f"EnvPool ({args.game}), {args.coroutines} coroutines, 2 worker processes", pool_rates[2],
+             "agent steps/s")]
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--game", default="Breakout")
+    parser.add_argument("--steps", type=int, default=3000, help="agent steps per measurement and thread")
+    parser.add_argument("--coroutines", type=int, default=16)
+    parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--quick", action="store_true", help="few steps, one repeat")
+    args = parser.parse_args()
+    run(args.quick, args.game, args.steps, args.coroutines, args.repeats)
 
 
 def _raw_worker(game: str, steps: int, seed: int, barrier, results) -> None:

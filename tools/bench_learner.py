@@ -2,7 +2,8 @@
 
 Compares, in one run and on one device, the learner thread (pinned staging, H2D copy of batch
 s+1 on a side stream while update s runs, a producer thread filling the bounded queue) with a
-naive serial loop (host batch -> synchronous pageable copy -> update -> read back).
+naive serial loop (host batch -> synchronous pageable copy -> update -> read back). run() returns
+the headline figures that tools/bench.py reports.
 
     python tools/bench_learner.py --quick                  # atari100k net, B=256, CPU: ~2 min here
     python tools/bench_learner.py --device cuda            # 3 warm-up + 5 timed (default)
@@ -74,6 +75,45 @@ def run_pipelined(args, device) -> tuple[list[float], dict[str, float]]:
     return ends, thread.timing
 
 
+def run(quick: bool = False, device: str = "auto", preset: str = "atari100k",
+        frame: tuple[int, ...] = (96, 96, 3), actions: int = 18, batch: int = 256, warmup: int = 3, steps: int = 5,
+        threads: int = 1) -> list[tuple[str, float, str]]:
+    """Print the table; return headline (measurement, value, unit) figures for tools/bench.py."""
+    args = argparse.Namespace(device=device, preset=preset, frame=tuple(frame), actions=actions, batch=batch,
+                              warmup=warmup, steps=steps, threads=threads)
+    if quick:
+        args.warmup, args.steps = 1, 2
+    target = torch.device("cuda" if args.device == "auto" and torch.cuda.is_available() else
+                          ("cpu" if args.device == "auto" else args.device))
+    torch.set_num_threads(args.threads)  # the naive loop runs on this thread
+
+    learner, _ = make_learner(args, target)
+    model = learner.model
+    inference = sum(count_parameters(getattr(model, n)) for n in ("representation", "dynamics", "prediction"))
+    name = torch.cuda.get_device_name(target) if target.type == "cuda" else f"cpu, {args.threads} thread(s)"
+    print(f"# {args.preset} net ({model.kind}), frame {args.frame}, A={args.actions}: {count_parameters(model):,} "
+          f"params ({inference:,} without the consistency branch); amp={learner.amp_dtype}; device {name}")
+    del learner, model
+
+    rows = []
+    for mode, fn in (("naive", run_naive), ("pipelined", run_pipelined)):
+        ends, timing = fn(args, target)
+        if timing:
+            print("# learner thread, all steps: " + ", ".join(f"{k} {v:.2f} s" for k, v in timing.items()))
+        timed = np.diff(ends)[args.warmup:]
+        rows.append((mode, len(timed), float(np.mean(timed)), float(np.median(timed)), len(timed) / float(np.sum(timed))))
+    print(f"{'mode':<10} {'batch':>5} {'steps':>5} {'mean s/step':>11} {'median s/step':>13} {'steps/s':>8} "
+          f"{'samples/s':>9}")
+    for mode, n, mean, median, rate in rows:
+        print(f"{mode:<10} {args.batch:>5} {n:>5} {mean:>11.4f} {median:>13.4f} {rate:>8.3f} {rate * args.batch:>9.1f}")
+    print(f"ratio pipelined / naive steps/s: {rows[1][4] / rows[0][4]:.3f}")
+    naive_rate, pipelined_rate = rows[0][4], rows[1][4]
+    where = f"{args.preset} B={args.batch} on {target.type}"
+    return [(f"learner thread (pipelined), {where}", pipelined_rate, "updates/s"),
+            (f"learner thread (pipelined), {where}", pipelined_rate * args.batch, "samples/s"),
+            (f"naive serial loop, {where}", naive_rate, "updates/s")]
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"])
@@ -86,33 +126,8 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=1, help="torch intra-op threads (CPU)")
     parser.add_argument("--quick", action="store_true", help="1 warm-up + 2 timed steps per mode")
     args = parser.parse_args()
-    args.frame = tuple(int(v) for v in args.frame.split(","))
-    if args.quick:
-        args.warmup, args.steps = 1, 2
-    device = torch.device("cuda" if args.device == "auto" and torch.cuda.is_available() else
-                          ("cpu" if args.device == "auto" else args.device))
-    torch.set_num_threads(args.threads)  # the naive loop runs on this thread
-
-    learner, _ = make_learner(args, device)
-    model = learner.model
-    inference = sum(count_parameters(getattr(model, n)) for n in ("representation", "dynamics", "prediction"))
-    name = torch.cuda.get_device_name(device) if device.type == "cuda" else f"cpu, {args.threads} thread(s)"
-    print(f"# {args.preset} net ({model.kind}), frame {args.frame}, A={args.actions}: {count_parameters(model):,} "
-          f"params ({inference:,} without the consistency branch); amp={learner.amp_dtype}; device {name}")
-    del learner, model
-
-    rows = []
-    for mode, fn in (("naive", run_naive), ("pipelined", run_pipelined)):
-        ends, timing = fn(args, device)
-        if timing:
-            print("# learner thread, all steps: " + ", ".join(f"{k} {v:.2f} s" for k, v in timing.items()))
-        timed = np.diff(ends)[args.warmup:]
-        rows.append((mode, len(timed), float(np.mean(timed)), float(np.median(timed)), len(timed) / float(np.sum(timed))))
-    print(f"{'mode':<10} {'batch':>5} {'steps':>5} {'mean s/step':>11} {'median s/step':>13} {'steps/s':>8} "
-          f"{'samples/s':>9}")
-    for mode, n, mean, median, rate in rows:
-        print(f"{mode:<10} {args.batch:>5} {n:>5} {mean:>11.4f} {median:>13.4f} {rate:>8.3f} {rate * args.batch:>9.1f}")
-    print(f"ratio pipelined / naive steps/s: {rows[1][4] / rows[0][4]:.3f}")
+    run(args.quick, args.device, args.preset, tuple(int(v) for v in args.frame.split(",")), args.actions,
+        args.batch, args.warmup, args.steps, args.threads)
 
 
 if __name__ == "__main__":

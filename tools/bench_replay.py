@@ -3,7 +3,8 @@
     /work/venv/bin/python tools/bench_replay.py [--quick]
 
 Frames are real Breakout frames (ale-py, random policy, stride-resized to 96x96x3) so the zarr
-compression numbers mean something. Prints one table; medians over repeats.
+compression numbers mean something. Prints one table; medians over repeats. run() returns the
+headline figures that tools/bench.py reports.
 """
 from __future__ import annotations
 
@@ -51,15 +52,14 @@ def median_time(fn, repeats: int) -> float:
     return float(np.median(times))
 
 
-def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--quick", action="store_true", help="a few-second run")
-    args = ap.parse_args()
-    q = args.quick
+def run(quick: bool = False) -> list[tuple[str, float, str]]:
+    """Print the table; return headline (measurement, value, unit) figures for tools/bench.py."""
+    q = quick
     capacity = 4_000 if q else 20_000
     repeats = 5 if q else 15
     batch, stack, unroll = 256, 4, 6  # windows of S + K = 10 frames
     rows = []
+    headlines: list[tuple[str, float, str]] = []
 
     frames = breakout_frames(600 if q else 3000)
     policy = np.full(18, 1 / 18, np.float32)
@@ -73,7 +73,9 @@ def main() -> None:
         rep.append(0, frames[n % len(frames)], n % 4, 0.0, 0.0, 0.0, policy)
         if n % 200 == 199:
             rep.end_episode(0, frames[n % len(frames)], terminated=True, truncated=False)
-    rows.append(("append, hot tier only", f"{n_app / (time.perf_counter() - t0):,.0f} steps/s", ">= 20,000"))
+    append_rate = n_app / (time.perf_counter() - t0)
+    rows.append(("append, hot tier only", f"{append_rate:,.0f} steps/s", ">= 20,000"))
+    headlines.append(("append, hot tier only", append_rate, "steps/s"))
 
     # ---- batch assembly: ours vs plain numpy in shared memory over the same frame count
     shm = shared_memory.SharedMemory(create=True, size=rep.hot.frames.nbytes)
@@ -117,7 +119,9 @@ def main() -> None:
                      f"{t_obs / t_base:.2f}x fancy (target <= 1.5x)"))
         rows.append(("full context (obs + bootstrap windows, targets)", f"{t_ctx * 1e3:.2f} ms",
                      f"{t_ctx / t_base:.2f}x fancy (2 windows)"))
-        del plain
+        # The full context is what the learner is fed per update, so it bounds updates/s.
+        headlines.append((f"sample + full context build, B={batch}", 1 / t_ctx, "batches/s"))
+        plain = None  # drop the view (a cell the closures share) so shm.close() has no exported buffer
     finally:
         shm.close()
         shm.unlink()
@@ -166,12 +170,21 @@ def main() -> None:
         raw = n_store * 96 * 96 * 3
         rows.append(("append + zarr writer thread, then flush", f"{n_store / t_total:,.0f} steps/s",
                      f"{n_store} Breakout frames"))
+        headlines.append(("append + zarr writer thread, then flush", n_store / t_total, "steps/s"))
         rows.append(("zarr frames compression (zstd-3, 64/chunk)", f"{raw / disk:,.0f}x", f"{disk / 1e6:.2f} MB on disk"))
 
     width = max(len(r[0]) for r in rows)
     print(f"{'benchmark':<{width}}  {'result':>16}  note")
     for name, value, note in rows:
         print(f"{name:<{width}}  {value:>16}  {note}")
+    return headlines
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--quick", action="store_true", help="a few-second run")
+    args = ap.parse_args()
+    run(args.quick)
 
 
 if __name__ == "__main__":

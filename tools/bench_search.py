@@ -7,7 +7,8 @@ Prints, per configuration, the median over repeats of
   driver reuse ms  the same with a warm tree passed in (tree=...),
   us/root-sim      time / (B * S),
 plus the ReferenceTree on a small case (and the speed-up) and the tree time for S = 25/50/100
-(cost per root-simulation should stay about flat: linear in S).
+(cost per root-simulation should stay about flat: linear in S). run() returns the headline
+figures that tools/bench.py reports.
 
     /work/venv/bin/python tools/bench_search.py            # full table
     /work/venv/bin/python tools/bench_search.py --quick    # a few seconds
@@ -63,14 +64,14 @@ def median_ms(fn, repeats: int) -> float:
     return 1e3 * statistics.median(fn() for _ in range(repeats))
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--quick", action="store_true", help="small sizes and few repeats (a few seconds)")
-    parser.add_argument("--repeats", type=int, default=None, help="repeats per measurement (median reported)")
-    args = parser.parse_args()
-    repeats = args.repeats or (3 if args.quick else 9)
+def run(quick: bool = False, repeats: int | None = None) -> list[tuple[str, float, str]]:
+    """Print the tables; return headline (measurement, value, unit) figures for tools/bench.py."""
+    repeats = repeats or (3 if quick else 9)
     actions, sims = 18, 50
-    batches = (64, 256) if args.quick else (64, 256, 1536)
+    batches = (64, 256) if quick else (64, 256, 1536)
+    # B=256 is in both the quick and the full sweep, so the headline compares across modes.
+    headline_roots = 256
+    headlines: list[tuple[str, float, str]] = []
 
     print(f"CTree, A={actions}, S={sims}, median of {repeats}")
     print(f"{'B':>6} {'threads':>7} {'tree ms':>9} {'us/root-sim':>11} {'driver ms':>10} {'us/root-sim':>11} "
@@ -87,8 +88,15 @@ def main() -> None:
             per = 1e3 / (num_roots * sims)
             print(f"{num_roots:>6} {threads:>7} {tree_ms:>9.2f} {tree_ms * per:>11.3f} "
                   f"{driver_ms:>10.2f} {driver_ms * per:>11.3f} {reuse_ms:>15.2f}")
+            if num_roots == headline_roots and threads == 1:
+                # search.num_threads defaults to 1 and the search service keeps one warm tree.
+                rate = num_roots * sims * 1e3
+                headlines += [(f"CTree batched_search, warm tree, B={num_roots} S={sims} 1 thread",
+                               rate / reuse_ms, "root-sims/s"),
+                              (f"CTree select+backup only, B={num_roots} S={sims} 1 thread", rate / tree_ms,
+                               "root-sims/s")]
 
-    ref_roots = 4 if args.quick else 16
+    ref_roots = 4 if quick else 16
     net = SyntheticNet(ref_roots, actions, sims)
     cfg = SearchConfig(num_simulations=sims)
     ref_ms = median_ms(lambda: time_tree(ReferenceTree(ref_roots, actions, cfg), net, sims), min(repeats, 3))
@@ -99,8 +107,11 @@ def main() -> None:
     print(f"{'ReferenceTree':>14} {ref_ms:>9.2f} {ref_ms * 1e3 / (ref_roots * sims):>11.2f}")
     print(f"{'CTree':>14} {c_ms:>9.3f} {c_ms * 1e3 / (ref_roots * sims):>11.3f}")
     print(f"speed-up {ref_ms / c_ms:.0f}x")
+    headlines += [(f"ReferenceTree select+backup, B={ref_roots} S={sims}", ref_roots * sims * 1e3 / ref_ms,
+                   "root-sims/s"),
+                  (f"CTree speed-up over ReferenceTree, B={ref_roots}", ref_ms / c_ms, "x")]
 
-    num_roots = 64 if args.quick else 256
+    num_roots = 64 if quick else 256
     print(f"\nScaling in S, CTree 1 thread, B={num_roots}, A={actions}")
     print(f"{'S':>5} {'tree ms':>9} {'us/root-sim':>11}")
     for num_simulations in (25, 50, 100):
@@ -109,6 +120,15 @@ def main() -> None:
         time_tree(tree, net, num_simulations)
         ms = median_ms(lambda: time_tree(tree, net, num_simulations), repeats)
         print(f"{num_simulations:>5} {ms:>9.2f} {ms * 1e3 / (num_roots * num_simulations):>11.3f}")
+    return headlines
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--quick", action="store_true", help="small sizes and few repeats (a few seconds)")
+    parser.add_argument("--repeats", type=int, default=None, help="repeats per measurement (median reported)")
+    args = parser.parse_args()
+    run(args.quick, args.repeats)
 
 
 if __name__ == "__main__":
