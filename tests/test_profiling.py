@@ -131,16 +131,17 @@ def test_saturated_resources_come_before_batching_advice():
 
 def test_probe_window_is_time_weighted_and_skips_warmup_and_evals():
     now = [0.0]
-    probe = ProfileProbe(warmup_s=1.0, clock=lambda: now[0])
-    for t, steps, value, queue in ((0.0, 0, 9.0, 9.0), (1.0, 1, 9.0, 9.0), (2.0, 3, 7.0, 1.0), (3.0, 5, 1.0, 2.0),
-                                   (5.0, 9, 4.0, 3.0)):
+    probe = ProfileProbe(warmup_s=1.0, start_transitions=15, clock=lambda: now[0])
+    for t, steps, value, queue in ((0.0, 0, 9.0, 9.0), (1.0, 1, 9.0, 9.0), (2.0, 3, 9.0, 9.0), (3.0, 5, 7.0, 1.0),
+                                   (5.0, 9, 4.0, 3.0), (6.0, 11, 2.0, 1.0)):
         now[0] = t
         probe.emit(10 * steps, steps, {"timing/tree_frac": value, "queue/learner_batches": queue, "loss/total": 5.0})
         probe.emit(10 * steps, steps, {"eval/return_mean": 100.0})
     window = probe.window()
-    # Opened at t=2 (first update at t=1, warm-up 1 s); snapshots at 3 (weight 1) and 5 (weight 2).
+    # Steady from t=2 (updates made, and env steps past start_transitions=15: the learner's
+    # warm-up is over); opened at t=3 after the probe's 1 s warm-up; then weights 2 and 1.
     assert window.seconds == 3.0 and window.training_steps == 6 and window.env_steps == 60
-    assert window.metrics["timing/tree_frac"] == pytest.approx((1 * 1.0 + 2 * 4.0) / 3)
+    assert window.metrics["timing/tree_frac"] == pytest.approx((2 * 4.0 + 1 * 2.0) / 3)
     assert window.peaks["queue/learner_batches"] == 3.0
     assert "loss/total" not in window.metrics
     probe.close()
@@ -219,3 +220,20 @@ def test_profile_command_rejects_bad_input_in_one_line(tmp_path, args, message):
     lines = done.stderr.strip().splitlines()
     assert len(lines) == 1 and message in lines[0]
     assert not (tmp_path / "runs").exists()
+
+
+def test_waits_count_open_waits_up_to_now():
+    import time
+
+    from ezero_async.runtime.waits import Waits
+
+    waits = Waits(("pacer", "env"))
+    waits.begin("pacer", 0)
+    waits.begin("pacer", 1)
+    time.sleep(0.02)
+    assert waits.seconds()["pacer"] >= 0.04  # two coroutines held, neither resumed yet
+    waits.end("pacer", 0)
+    waits.end("pacer", 1)
+    done = waits.seconds()["pacer"]
+    time.sleep(0.01)
+    assert waits.seconds() == {"pacer": done, "env": 0.0}

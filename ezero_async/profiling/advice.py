@@ -50,7 +50,8 @@ def recommend(r: ProfileReport) -> list[Advice]:
         out.append(Advice(f"other processes used {r.cpu.other_cores:.2f} of the {s.cores} cores during the window "
                           f"(this run {r.cpu.run_cores:.2f}): every figure here is skewed by them",
                           "profile again on an otherwise idle machine before changing settings"))
-    if r.cores_busy >= SATURATED and r.cpu.run_cores >= SATURATED * s.cores:
+    cores_saturated = r.cores_busy >= SATURATED and r.cpu.run_cores >= SATURATED * s.cores
+    if cores_saturated:
         if on_gpu and r.gpu_util is not None and r.gpu_util < GPU_IDLE:
             out.append(Advice(f"all {s.cores} CPU cores are {100 * r.cores_busy:.0f}% busy while the GPU is only "
                               f"{r.gpu_util:.0f}% utilised: the run is CPU-bound",
@@ -83,12 +84,14 @@ def recommend(r: ProfileReport) -> list[Advice]:
                               f"raise batcher.max_batch (now {s.max_batch}) and --num-envs (now {s.num_envs}) so each "
                               f"call carries more roots"))
         else:
+            no_room = cores_saturated and not on_gpu
             out.append(Advice(f"inference threads are {100 * inference_busy:.0f}% busy (network "
                               f"{100 * st['inference_net']:.0f}%, tree {100 * st['tree']:.0f}% summed over "
                               f"{s.searches_in_flight})",
-                              f"raise batcher.searches_in_flight (now {s.searches_in_flight}) if cores or the GPU "
-                              f"have room; else the network is the limit: fewer search.num_simulations "
-                              f"(now {s.num_simulations})"))
+                              (f"the network is the limit on these cores: fewer search.num_simulations (now "
+                               f"{s.num_simulations}), a smaller model, or a GPU" if no_room else
+                               f"raise batcher.searches_in_flight (now {s.searches_in_flight}): the cores or the "
+                               f"GPU have room")))
     if r.group_fill < SMALL_GROUPS and not loop_saturated:
         if s.num_envs < s.max_batch:
             action = (f"raise --num-envs (now {s.num_envs}) towards batcher.max_batch ({s.max_batch}), or lower "
@@ -98,7 +101,7 @@ def recommend(r: ProfileReport) -> list[Advice]:
                       f"(now {s.max_wait_ms:g}) so groups wait longer to fill")
         out.append(Advice(f"search groups are {100 * r.group_fill:.0f}% full (mean {r.group_size:.1f} of "
                           f"{s.max_batch} roots): each network call is under-used", action))
-    elif r.group_fill >= FULL_GROUPS and r.pending_roots_mean >= s.max_batch / 2:
+    elif r.group_fill >= FULL_GROUPS and r.pending_roots_mean >= s.max_batch / 2 and inference_busy < SATURATED:
         out.append(Advice(f"search groups are full ({100 * r.group_fill:.0f}%) and {r.pending_roots_mean:.0f} roots "
                           f"wait for a group on average",
                           f"raise batcher.max_batch (now {s.max_batch}) if device memory allows, or "

@@ -7,8 +7,9 @@ each CPU core, CPU time of each thread of this process by its Python name (the e
 MainThread), and CPU time of the env worker processes. With CUDA, `nvidia-smi` runs beside
 the training and samples GPU utilisation every 500 ms.
 
-The window opens `warmup_s` after the first learner update (start-up, the random-policy phase
-and the first compilations are not steady state) and closes at the last snapshot.
+The window opens `warmup_s` after steady state begins: the learner has updated and self-play
+collects again after the learner's warm-up (start-up, the random-policy phase, the warm-up
+updates and first compilations are not steady state). It closes at the last snapshot.
 """
 from __future__ import annotations
 
@@ -143,8 +144,12 @@ class ProfileProbe:
     event loop thread, like every sink; `traces` (profiling.traces) are started when the window
     opens, ticked at every snapshot and stopped at close, all on that thread."""
 
-    def __init__(self, warmup_s: float, traces: list | None = None, clock=time.monotonic) -> None:
+    def __init__(self, warmup_s: float, start_transitions: int = 0, traces: list | None = None,
+                 clock=time.monotonic) -> None:
+        """start_transitions: env steps collected before self-play waits for the warm-up updates;
+        steady state begins once more have been collected."""
         self.warmup_s = warmup_s
+        self.start_transitions = start_transitions
         self.traces = traces or []
         self.clock = clock
         self._first_update_at: float | None = None
@@ -159,7 +164,7 @@ class ProfileProbe:
             return  # evaluations are not pipeline snapshots
         now = self.clock()
         if self._start is None:
-            if training_steps == 0:
+            if training_steps == 0 or env_steps <= self.start_transitions:
                 return
             if self._first_update_at is None:
                 self._first_update_at = now
@@ -197,7 +202,7 @@ class ProfileProbe:
         """The window's aggregate (needs two snapshots after the window opened)."""
         if not self.opened:
             raise RuntimeError("the profiling window never opened: the run ended before two monitor snapshots "
-                               "after the first learner update and the warm-up")
+                               "in steady state (after the learner's warm-up and the probe's)")
         snaps = self._snapshots[1:]  # the first snapshot's rates cover time before the window
         weights = [b[0] - a[0] for a, b in zip(self._snapshots, snaps)]
         metrics: dict[str, float] = {}

@@ -158,7 +158,8 @@ def format_report(report: ProfileReport, advice: list) -> str:
     for key, label, who in STAGES:
         lines.append(f"{label:<36} {_runs_on(who, s):<24} {100 * report.stages[key]:>5.0f}%")
     lines.append(f"{'batcher: group fill':<36} {'search groups':<24} {100 * report.group_fill:>5.0f}%  "
-                 f"(mean {report.group_size:.1f} of {s.max_batch} roots, {report.group_wait_ms:.1f} ms to form)")
+                 f"(mean {report.group_size:.1f} of {s.max_batch} roots, launched {report.group_wait_ms:.1f} ms after "
+                 f"the first request)")
     lines += [
         "",
         "CPU cores busy: " + " ".join(f"{100 * c:.0f}%" for c in report.cpu.cores)
@@ -173,6 +174,9 @@ def format_report(report: ProfileReport, advice: list) -> str:
         f"{s.queue_size}; roots waiting for a group mean {report.pending_roots_mean:.1f} / peak "
         f"{report.pending_roots_peak:.0f}",
     ]
+    if report.env_steps_per_s == 0.0:
+        lines.append("note: no env steps in the window: self-play waited for the learner (its warm-up trains "
+                     "start_transitions x train_steps_per_env_step updates before new data is collected)")
     lines += [f"note: {note}" for note in report.notes]
     lines += ["", "recommendations:"]
     lines += [f"  {i}. {a.finding}\n     -> {a.action}" for i, a in enumerate(advice, 1)]

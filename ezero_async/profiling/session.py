@@ -1,9 +1,10 @@
 """A profiling session: the real trainer, bounded in time, measured by a ProfileProbe.
 
-The run is the one `python -m ezero_async.main` would start with the same flags, with four
+The run is the one `python -m ezero_async.main` would start with the same flags, with these
 changes so that its steady state is what gets measured: no periodic evaluations and no
 periodic checkpoints (both would pause the pipeline inside the window), snapshots every
-second, and enough env steps that the run never ends on its own. The supervisor stops it
+second, a short learner warm-up (profile_config), and enough env steps that the run never
+ends on its own. The supervisor stops it
 (as on Ctrl-C: one checkpoint, resources released) once the window has lasted `seconds`.
 A sweep repeats this for every point of a grid of settings.
 """
@@ -40,8 +41,13 @@ STARTUP_LIMIT_S = 600.0
 
 
 def profile_config(config: RunConfig, user_keys: set[str]) -> RunConfig:
-    """`config` as profiled: PROFILE_OVERRIDES except the keys the user set."""
-    config = apply_overrides(config, {k: v for k, v in PROFILE_OVERRIDES.items() if k not in user_keys})
+    """`config` as profiled: PROFILE_OVERRIDES, and a start_transitions small enough that the
+    learner's warm-up (start_transitions x ratio updates before self-play resumes) ends soon,
+    yet every env has played past one unroll + TD reach twice; except the keys the user set."""
+    overrides = dict(PROFILE_OVERRIDES)
+    reach = config.learner.unroll_steps + config.replay.td_steps
+    overrides["runtime.start_transitions"] = min(config.runtime.start_transitions, 2 * reach * config.runtime.num_envs)
+    config = apply_overrides(config, {k: v for k, v in overrides.items() if k not in user_keys})
     config.check()
     return config
 
@@ -65,7 +71,7 @@ def profile_run(config: RunConfig, run_dir: Path, device: str, *, seconds: float
         traces.append(PySpyTrace(run_dir / "pyspy.svg"))
     if torch_trace_s > 0:
         traces.append(TorchTrace(run_dir / "torch_trace.json", torch_trace_s))
-    probe = ProfileProbe(warmup_s, traces)
+    probe = ProfileProbe(warmup_s, config.runtime.start_transitions, traces)
     started = time.monotonic()
 
     def window_done() -> str | None:
@@ -83,8 +89,8 @@ def profile_run(config: RunConfig, run_dir: Path, device: str, *, seconds: float
         pass  # the window is complete (or never opened: reported below)
     if not probe.opened:
         raise UserError(f"the profiling window never opened within {STARTUP_LIMIT_S + seconds:.0f} s: the learner "
-                        f"made no update after runtime.start_transitions ({config.runtime.start_transitions}); "
-                        "lower it with --set runtime.start_transitions=N")
+                        f"did not finish its warm-up (runtime.start_transitions {config.runtime.start_transitions} x "
+                        f"the replay ratio updates); lower it with --set runtime.start_transitions=N")
     report = ProfileReport.from_window(Setup.of(config, device, os.cpu_count() or 1), probe.window())
     if py_spy:
         report.notes.append(f"py-spy flame graph: {run_dir / 'pyspy.svg'} (sampling slows the run a little)")

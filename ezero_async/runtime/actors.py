@@ -18,6 +18,7 @@ from ezero_async.envs.pool import EnvPool
 from ezero_async.inference.search_service import SearchService
 from ezero_async.replay.buffer import Replay
 from ezero_async.runtime.pacer import Pacer
+from ezero_async.runtime.waits import Waits
 from ezero_async.search import dirichlet_noise, select_action
 
 
@@ -39,11 +40,12 @@ class EpisodeStats:
 
     returns: list[float] = field(default_factory=list)
     lengths: list[int] = field(default_factory=list)
-    timing: dict[str, float] = field(default_factory=lambda: {"env": 0.0, "search": 0.0, "replay": 0.0,
-                                                              "pacer": 0.0})
+    waits: Waits = field(default_factory=lambda: Waits(("env", "search", "pacer")))
     """Seconds summed over env coroutines: awaiting env steps and resets, awaiting searches
-    (batcher wait + inference + tree), appending to the replay (loop thread), and held back by
-    the pacer (the replay ratio waiting for the learner, or weights not yet published)."""
+    (batcher wait + inference + tree), and held back by the pacer (the replay ratio waiting for
+    the learner, or weights not yet published)."""
+    timing: dict[str, float] = field(default_factory=lambda: {"replay": 0.0})
+    """Seconds appending to the replay (loop thread)."""
 
 
 async def self_play(env_id: int, pool: EnvPool, service: SearchService, replay: Replay, pacer: Pacer,
@@ -51,37 +53,39 @@ async def self_play(env_id: int, pool: EnvPool, service: SearchService, replay: 
     """Collect transitions with env `env_id` until the pacer has handed out all of them."""
     num_actions = pool.num_actions
     uniform = np.full(num_actions, 1.0 / num_actions, np.float32)
-    timing = stats.timing
-    clock = time.perf_counter()
+    timing, waits = stats.timing, stats.waits
+    waits.begin("env", env_id)
     obs = await pool.reset(env_id)
+    waits.end("env", env_id)
     frames = deque([obs] * frame_stack, maxlen=frame_stack)
     game_return, game_length = 0.0, 0
-    timing["env"] += time.perf_counter() - clock
     # One stream per env (seeded once: a per-transition generator costs more than the rest of the
     # step's Python work). --serial fixes which env collects which transition, so it stays exact.
     rng = np.random.default_rng([runtime.seed, 1, env_id])
     noise_rows: list[np.ndarray] = []
     while True:
-        clock = time.perf_counter()
+        waits.begin("pacer", env_id)
         n = await pacer.reserve_transition(env_id)
         if n is None:
+            waits.end("pacer", env_id)
             break
         if n < pacer.start:
-            timing["pacer"] += time.perf_counter() - clock
+            waits.end("pacer", env_id)
             action, policy, root_value = int(rng.integers(num_actions)), uniform, 0.0
         else:
             version = pacer.self_play_version(n)
             await pacer.wait_weights(version)
-            timing["pacer"] += time.perf_counter() - clock
+            waits.end("pacer", env_id)
             if not noise_rows:  # Dirichlet draws in blocks: one numpy call per NOISE_BLOCK steps
                 noise_rows = list(dirichlet_noise(NOISE_BLOCK, num_actions, search.dirichlet_alpha, rng)[::-1])
-            clock = time.perf_counter()
+            waits.begin("search", env_id)
             counts, root_value = await service.search_one("online", version, tuple(frames), noise_rows.pop(), seed=n)
-            timing["search"] += time.perf_counter() - clock
+            waits.end("search", env_id)
             action = int(select_action(counts, temperature_at(pacer.training_step_at(n), runtime), rng))
             policy = (counts / counts.sum()).astype(np.float32)
-        clock = time.perf_counter()
+        waits.begin("env", env_id)
         step = await pool.step(env_id, action)
+        waits.end("env", env_id)
         stepped = time.perf_counter()
         replay.append(env_id, frames[-1], action, step.reward, step.raw_reward, root_value, policy)
         game_return += step.raw_reward
@@ -93,13 +97,12 @@ async def self_play(env_id: int, pool: EnvPool, service: SearchService, replay: 
         episode_end = step.terminated or step.truncated
         if episode_end:
             replay.end_episode(env_id, step.obs, step.terminated, step.truncated)
-        appended = time.perf_counter()
-        timing["env"] += stepped - clock
-        timing["replay"] += appended - stepped
+        timing["replay"] += time.perf_counter() - stepped
         await pacer.transition_collected()  # after the episode's last slot, so batches see whole episodes
         if episode_end:
+            waits.begin("env", env_id)
             obs = await pool.reset(env_id)
+            waits.end("env", env_id)
             frames.extend([obs] * frame_stack)
-            timing["env"] += time.perf_counter() - appended
         else:
             frames.append(step.obs)

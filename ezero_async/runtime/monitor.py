@@ -171,16 +171,16 @@ class Monitor:
         """Cumulative busy seconds per stage, normalised so that 1.0 per wall second means one
         fully busy thread (threads' own times) or every coroutine of the stage waiting (the
         *_wait stages of env and reanalysis coroutines, averaged over coroutines)."""
-        play, re = self.stats.timing, self.reanalysis.timing
+        play, re = self.stats.waits.seconds(), self.reanalysis.waits.seconds()
         tree = self.service.tree_s
         return {
             "env_wait": play["env"] / self.num_envs,
             "search_wait": play["search"] / self.num_envs,
             "pacer_wait": play["pacer"] / self.num_envs,
-            "replay_append": play["replay"],
+            "replay_append": self.stats.timing["replay"],
             "inference_net": self.runner.busy_s - tree,
             "tree": tree,
-            "replay_assembly": re["assemble"],
+            "replay_assembly": self.reanalysis.timing["assemble"],
             "reanalyse_targets_wait": re["targets"] / self.reanalyse_workers,
             "reanalyse_queue_full_wait": re["queue_full"] / self.reanalyse_workers,
             **{f"learner_{k}": v for k, v in self.learner_thread.timing.items()},

@@ -20,6 +20,7 @@ from ezero_async.replay.batch import TrainingBatch
 from ezero_async.replay.buffer import Replay
 from ezero_async.replay.context import ContextBuilder, ReanalyseContext, finish
 from ezero_async.runtime.pacer import Pacer
+from ezero_async.runtime.waits import Waits
 from ezero_async.search import dirichlet_noise
 
 QUEUE_POLL_S = 0.002
@@ -35,10 +36,11 @@ def position_stacks(window: np.ndarray, positions: int, stack: int) -> np.ndarra
 class ReanalyseStats:
     """Where the reanalysis workers spend their time, in seconds summed over workers."""
 
-    timing: dict[str, float] = field(default_factory=lambda: {"assemble": 0.0, "targets": 0.0, "queue_full": 0.0})
-    """assemble: sampling, context and target assembly (loop thread); targets: stacking the
-    roots and awaiting their bootstrap values and fresh searches; queue_full: waiting for room
-    in the learner's queue (the learner is the slower side)."""
+    waits: Waits = field(default_factory=lambda: Waits(("targets", "queue_full")))
+    """targets: awaiting the batch's bootstrap values and fresh searches; queue_full: waiting
+    for room in the learner's queue (the learner is the slower side)."""
+    timing: dict[str, float] = field(default_factory=lambda: {"assemble": 0.0})
+    """Sampling, context and target assembly (loop thread)."""
 
 
 class PriorityFeed:
@@ -79,22 +81,23 @@ async def reanalyse(worker: int, workers: int, replay: Replay, feed: PriorityFee
         stats.timing["assemble"] += time.perf_counter() - clock
         await pacer.batch_sampled(s)
         batch = await _targets(ctx, service, target_version(s, learner_cfg.target_update_interval), k1,
-                               frame_stack, num_actions, search, runtime.seed, stats.timing)
+                               frame_stack, num_actions, search, runtime.seed, stats, worker)
         await pacer.wait_build_turn(s)
-        clock = time.perf_counter()
+        stats.waits.begin("queue_full", worker)
         while True:
             try:
                 batches.put_nowait(batch)
                 break
             except queue.Full:
                 await asyncio.sleep(QUEUE_POLL_S)
-        stats.timing["queue_full"] += time.perf_counter() - clock
+        stats.waits.end("queue_full", worker)
         await pacer.batch_built(s)
 
 
 async def _targets(ctx: ReanalyseContext, service: SearchService, version: int, k1: int, stack: int,
-                   num_actions: int, search: SearchConfig, seed: int, timing: dict[str, float]) -> TrainingBatch:
-    clock = time.perf_counter()
+                   num_actions: int, search: SearchConfig, seed: int, stats: ReanalyseStats,
+                   worker: int) -> TrainingBatch:
+    stats.waits.begin("targets", worker)
     b = len(ctx.indices)
     frame_shape = ctx.obs.shape[2:]
     boot = position_stacks(ctx.bootstrap_obs, k1, stack).reshape(b * k1, stack, *frame_shape)
@@ -109,8 +112,8 @@ async def _targets(ctx: ReanalyseContext, service: SearchService, version: int, 
         counts = result.visit_counts.reshape(len(rows), k1, num_actions).astype(np.float32)
         fresh = counts / np.maximum(counts.sum(-1, keepdims=True), 1.0)
     values = (await values_task).reshape(b, k1)
-    awaited = time.perf_counter()
-    timing["targets"] += awaited - clock
+    stats.waits.end("targets", worker)
+    clock = time.perf_counter()
     batch = finish(ctx, values, fresh)
-    timing["assemble"] += time.perf_counter() - awaited
+    stats.timing["assemble"] += time.perf_counter() - clock
     return batch
