@@ -237,3 +237,46 @@ def test_waits_count_open_waits_up_to_now():
     done = waits.seconds()["pacer"]
     time.sleep(0.01)
     assert waits.seconds() == {"pacer": done, "env": 0.0}
+
+
+def test_torch_trace_records_ops_of_every_thread(tmp_path):
+    import threading
+
+    import torch
+
+    from ezero_async.profiling.traces import TorchTrace
+
+    trace = TorchTrace(tmp_path / "trace.json", seconds=60.0)
+    trace.start()
+    worker = threading.Thread(target=lambda: torch.mm(torch.ones(8, 8), torch.ones(8, 8)), name="not-the-starter")
+    worker.start()
+    worker.join()
+    trace.stop()
+    events = json.loads((tmp_path / "trace.json").read_text())["traceEvents"]
+    assert any(event.get("name") == "aten::mm" for event in events)
+    assert not list(tmp_path.glob("*.partial"))
+
+
+def test_a_failing_trace_fails_the_run_loudly():
+    import asyncio
+
+    class Broken:
+        def start(self) -> None: ...
+
+        def tick(self) -> None:
+            raise RuntimeError("py-spy ended early")
+
+        def stop(self) -> None: ...
+
+    async def run() -> None:
+        probe = ProfileProbe(warmup_s=0.0, traces=[Broken()])
+        probe.emit(10, 1, {})  # opens the window: start() runs after the emit
+        await asyncio.sleep(0)
+        probe.emit(20, 2, {})  # tick() fails after this emit, on the loop
+        await asyncio.sleep(0)
+        with pytest.raises(RuntimeError, match="py-spy ended early"):
+            probe.emit(30, 3, {})
+        with pytest.raises(RuntimeError, match="py-spy ended early"):
+            probe.close()
+
+    asyncio.run(run())

@@ -13,6 +13,7 @@ updates and first compilations are not steady state). It closes at the last snap
 """
 from __future__ import annotations
 
+import asyncio
 import math
 import shutil
 import subprocess
@@ -158,8 +159,11 @@ class ProfileProbe:
         self._snapshots: list[tuple[float, int, int, dict[str, float]]] = []
         self._gpu: GpuSampler | None = None
         self._gpu_samples: list[tuple[float, float]] = []
+        self._error: Exception | None = None
 
     def emit(self, env_steps: int, training_steps: int, metrics: dict[str, float]) -> None:
+        if self._error is not None:
+            raise self._error
         if any(name.startswith("eval/") for name in metrics):
             return  # evaluations are not pipeline snapshots
         now = self.clock()
@@ -172,14 +176,25 @@ class ProfileProbe:
                 return
             self._start = CpuClock.read()
             self._gpu = GpuSampler()
-            for trace in self.traces:
-                trace.start()
+            self._after_emit("start")
         else:
-            for trace in self.traces:
-                trace.tick()
+            self._after_emit("tick")
         self._end = CpuClock.read()
         self._snapshots.append((now, env_steps, training_steps,
                                 {k: v for k, v in metrics.items() if k.startswith(WINDOW_METRICS)}))
+
+    def _after_emit(self, method: str) -> None:
+        """Start or tick the traces right after this emit, on the loop but outside the monitor's
+        emit: a trace stopping and exporting is the profiler's cost, not the tracker's."""
+        if self.traces:
+            asyncio.get_running_loop().call_soon(self._run_traces, method)
+
+    def _run_traces(self, method: str) -> None:
+        try:
+            for trace in self.traces:
+                getattr(trace, method)()
+        except Exception as exc:  # a loop callback's error would only be logged: raised by the next emit
+            self._error = exc
 
     def close(self) -> None:
         """Stop the GPU sampler, then the traces (a trace that fails to write raises here)."""
@@ -188,6 +203,8 @@ class ProfileProbe:
             self._gpu = None
         for trace in self.traces:
             trace.stop()
+        if self._error is not None:
+            raise self._error
 
     @property
     def opened(self) -> bool:

@@ -13,6 +13,7 @@ import os
 import shutil
 import signal
 import subprocess
+import sys
 import time
 from pathlib import Path
 
@@ -27,7 +28,8 @@ class PySpyTrace:
     """py-spy record on this process and its children, written as an SVG flame graph."""
 
     def __init__(self, path: Path) -> None:
-        self.executable = shutil.which("py-spy")
+        beside = Path(sys.executable).with_name("py-spy")  # a venv's bin/, whether or not it is on PATH
+        self.executable = str(beside) if beside.is_file() else shutil.which("py-spy")
         if self.executable is None:
             raise UserError("--py-spy needs the py-spy executable: pip install py-spy")
         self.path = path
