@@ -18,6 +18,7 @@ import argparse
 import json
 import sys
 import time
+from dataclasses import asdict
 from pathlib import Path
 from typing import Any, Sequence
 
@@ -35,7 +36,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--seconds", type=float, default=60.0,
                         help="length of the measurement window, after start-up and warm-up (default 60)")
     parser.add_argument("--warmup", type=float, default=5.0,
-                        help="seconds after the first learner update before the window opens (default 5)")
+                        help="seconds after steady state begins (learner updating, self-play collecting after the "
+                             "learner's warm-up) before the window opens (default 5)")
     parser.add_argument("--run-dir", type=Path,
                         help="directory of the profiled run (default runs/profile-<game>-<preset>-<time>)")
     parser.add_argument("--py-spy", action="store_true", help="write a py-spy flame graph RUN_DIR/pyspy.svg")
@@ -112,7 +114,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 128 + exc.signum
     if args.json:
         print(json.dumps([{"point": point, "run_dir": str(p.run_dir), "metrics": p.report.metrics(),
-                           "advice": [{"finding": a.finding, "action": a.action} for a in p.advice]}
+                           "advice": [asdict(a) for a in p.advice]}
                           for point, p in results], indent=2))
     elif len(results) > 1:
         print(format_sweep(results))

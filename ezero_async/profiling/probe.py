@@ -106,10 +106,6 @@ class GpuSampler:
                 ["nvidia-smi", "--query-gpu=utilization.gpu,memory.used", "--format=csv,noheader,nounits",
                  "-lms", "500"], stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
 
-    @property
-    def available(self) -> bool:
-        return self._process is not None
-
     def stop(self) -> list[tuple[float, float]]:
         if self._process is None:
             return []
@@ -153,7 +149,7 @@ class ProfileProbe:
         self.start_transitions = start_transitions
         self.traces = traces or []
         self.clock = clock
-        self._first_update_at: float | None = None
+        self._steady_since: float | None = None
         self._start: CpuClock | None = None
         self._end: CpuClock | None = None
         self._snapshots: list[tuple[float, int, int, dict[str, float]]] = []
@@ -170,9 +166,9 @@ class ProfileProbe:
         if self._start is None:
             if training_steps == 0 or env_steps <= self.start_transitions:
                 return
-            if self._first_update_at is None:
-                self._first_update_at = now
-            if now - self._first_update_at < self.warmup_s:
+            if self._steady_since is None:
+                self._steady_since = now
+            if now - self._steady_since < self.warmup_s:
                 return
             self._start = CpuClock.read()
             self._gpu = GpuSampler()

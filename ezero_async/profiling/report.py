@@ -5,8 +5,8 @@ learner, replay work on the event loop, tracker) 100% is one thread fully busy, 
 several threads of one kind are summed (two busy inference threads show 200%). For the
 waits of coroutines (env coroutines awaiting env steps, search or the pacer; reanalysis
 coroutines awaiting targets or room in the learner's queue) 100% means every coroutine of
-that kind waited all the time. A wait is credited when it ends, so a wait begun before the
-window could push a short window's share past 100%: those shares are capped at 100%.
+that kind waited all the time (runtime/waits.py counts open waits up to now, so a share never
+jumps past 100% when a long wait ends).
 """
 from __future__ import annotations
 
@@ -47,9 +47,6 @@ class Setup:
                    batch_size=config.learner.batch_size, num_simulations=config.search.num_simulations,
                    log_interval_s=config.tracking.log_interval_s, amp=config.learner.amp)
 
-
-COROUTINE_WAITS = ("env_wait", "search_wait", "pacer_wait", "reanalyse_targets_wait", "reanalyse_queue_full_wait")
-"""Stages that are shares of coroutines' time (capped at 1), not threads' busy time."""
 
 STAGES: tuple[tuple[str, str, str], ...] = (
     # (stage key of Monitor.stage_seconds, row label, who does it)
@@ -97,8 +94,7 @@ class ProfileReport:
         return cls(setup=setup, seconds=window.seconds, env_steps_per_s=window.env_steps / seconds,
                    training_steps_per_s=window.training_steps / seconds,
                    roots_per_s=m.get("throughput/searched_roots_per_s", 0.0),
-                   stages={key: min(m.get(f"timing/{key}_frac", 0.0), 1.0) if key in COROUTINE_WAITS
-                           else m.get(f"timing/{key}_frac", 0.0) for key, _, _ in STAGES},
+                   stages={key: m.get(f"timing/{key}_frac", 0.0) for key, _, _ in STAGES},
                    group_fill=m.get("batcher/group_fill", 0.0), group_size=m.get("throughput/mean_group_size", 0.0),
                    group_wait_ms=m.get("batcher/group_wait_ms", 0.0),
                    learner_queue_mean=m.get("queue/learner_batches", 0.0),
@@ -175,8 +171,8 @@ def format_report(report: ProfileReport, advice: list) -> str:
         f"{report.pending_roots_peak:.0f}",
     ]
     if report.env_steps_per_s == 0.0:
-        lines.append("note: no env steps in the window: self-play waited for the learner (its warm-up trains "
-                     "start_transitions x train_steps_per_env_step updates before new data is collected)")
+        lines.append("note: no env steps in the window: self-play waited for the learner all along (the replay "
+                     "ratio held it; see 'held by the pacer')")
     lines += [f"note: {note}" for note in report.notes]
     lines += ["", "recommendations:"]
     lines += [f"  {i}. {a.finding}\n     -> {a.action}" for i, a in enumerate(advice, 1)]

@@ -14,7 +14,7 @@ import itertools
 import json
 import os
 import time
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
@@ -100,7 +100,7 @@ def profile_run(config: RunConfig, run_dir: Path, device: str, *, seconds: float
     advice = recommend(report)
     write_text_atomic(run_dir / "profile.json", json.dumps(
         {"report": report.to_dict(), "metrics": report.metrics(),
-         "advice": [{"finding": a.finding, "action": a.action} for a in advice]}, indent=2))
+         "advice": [asdict(a) for a in advice]}, indent=2))
     if config.tracking.aim:
         _report_to_aim(config, run_dir, report, advice)
     return Profile(report, advice, run_dir)
