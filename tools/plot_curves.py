@@ -17,12 +17,12 @@ from __future__ import annotations
 import argparse
 import json
 import math
-import os
 import sys
-import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal, NoReturn, Sequence
+
+from ezero_async.tracking.atomic import atomic_path
 
 XAxis = Literal["env_steps", "training_steps"]
 Series = tuple[list[float], list[float]]
@@ -299,15 +299,8 @@ def render(curves: Sequence[Curves], out: Path, x: XAxis = "env_steps") -> int:
                [run.label for run in curves], loc="outside lower center", ncols=min(len(curves), 3), fontsize=9)
 
     # Atomic: a reader (an image viewer, a web page) never sees a half-written PNG.
-    out = Path(out)
-    handle, temp = tempfile.mkstemp(dir=out.parent, prefix=f".{out.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(handle, "wb") as file:
-            fig.savefig(file, format="png")
-        os.replace(temp, out)
-    except BaseException:
-        os.unlink(temp)
-        raise
+    with atomic_path(Path(out)) as tmp:
+        fig.savefig(tmp, format="png")
     return points
 
 
