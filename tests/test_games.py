@@ -113,6 +113,34 @@ def test_resize_kernel_matches_numpy_area_interpolation():
     assert (MaxPoolResize(rows, cols, 3)(flat, flat, np.empty((96, 96, 3), np.uint8)) == 77).all()
 
 
+@pytest.mark.parametrize("channels", [1, 3, 4])
+def test_gather_planes_matches_a_numpy_stack_and_transpose(channels):
+    from ezero_async._ext.frames import gather_planes
+
+    rng = np.random.default_rng(channels)
+    stacks = rng.integers(0, 256, (5, 4, 7, 6, channels), dtype=np.uint8)  # [n, S, H, W, C]
+    ref = stacks.transpose(0, 1, 4, 2, 3).reshape(5, 4 * channels, 7, 6)
+    as_tuples = [tuple(frame.copy() for frame in root) for root in stacks]  # how self-play passes roots
+    for form in (stacks, list(stacks), as_tuples):
+        out = np.full((5, 4 * channels, 7, 6), 0xEE, np.uint8)
+        np.testing.assert_array_equal(gather_planes(form, out), ref)
+
+
+def test_gather_planes_rejects_mismatched_frames():
+    from ezero_async._ext.frames import gather_planes
+
+    frames = [tuple(np.zeros((7, 6, 3), np.uint8) for _ in range(4)) for _ in range(2)]
+    with pytest.raises(ValueError, match="expected"):
+        gather_planes(frames, np.empty((2, 12, 6, 7), np.uint8))  # H and W swapped
+    with pytest.raises(ValueError, match="frames"):
+        gather_planes([frames[0], frames[1][:3]], np.empty((2, 12, 7, 6), np.uint8))
+    with pytest.raises(ValueError, match="out holds"):
+        gather_planes(frames, np.empty((3, 12, 7, 6), np.uint8))
+    with pytest.raises(ValueError):  # not contiguous
+        gather_planes([tuple(np.zeros((6, 7, 3), np.uint8).transpose(1, 0, 2) for _ in range(4))],
+                      np.empty((1, 12, 7, 6), np.uint8))
+
+
 class Scripted(Game):
     """A game whose steps are scripted: (raw reward, game over, life lost, emulator truncated)."""
 

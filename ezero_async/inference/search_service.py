@@ -26,6 +26,7 @@ import torch
 
 from ezero_async.config.sections import BatcherConfig, SearchConfig
 from ezero_async.inference.runner import ModelRunner
+from ezero_async._ext.frames import gather_planes
 from ezero_async.learner.model import stack_frames
 from ezero_async.search import CTree
 
@@ -192,7 +193,7 @@ class SearchService:
         """One group's whole search: visit counts int32[n, A] and root values float32[n]."""
         with self.runner.lease(kind, version) as model:
             n = len(stacks)
-            latent, _, logits = self._initial_inference(model, _gather(stacks))
+            latent, _, logits = self._initial_inference(model, stacks)
             self._root_state(slot, model, latent)
             tree = slot.tree
             started = time.perf_counter()
@@ -209,20 +210,25 @@ class SearchService:
             self.tree_s += tree_s + time.perf_counter() - started  # GIL held: one += at a time
             return counts, root_values
 
-    def _input(self, obs: np.ndarray) -> torch.Tensor:
-        """Stacks [n, S, *F] as the network's input; images are scaled to [0, 1] in the model."""
-        if obs.ndim == 5 and self.device.type == "cpu":
-            # HWC -> CHW in numpy: torch's uint8 permute copy is about 2x slower on CPU.
-            n, s, height, width, c = obs.shape
-            return torch.from_numpy(np.ascontiguousarray(obs.transpose(0, 1, 4, 2, 3))).reshape(n, s * c, height, width)
-        return stack_frames(torch.from_numpy(obs).to(self.device, non_blocking=False))  # permuted on the device
+    def _input(self, stacks: Sequence[Sequence[np.ndarray]]) -> torch.Tensor:
+        """n roots' stacks (each S frames [*F] oldest first, or an array [S, *F]) as the network
+        input: [n, S*C, H, W] for images (scaled to [0, 1] in the model), [n, S*D] for vectors."""
+        frame = np.asarray(stacks[0][0])
+        if frame.ndim == 3 and frame.dtype == np.uint8 and self.device.type == "cpu":
+            # One GIL-free pass gathers and transposes HWC -> CHW (a numpy gather plus transpose
+            # costs about 3x as much, all of it holding the GIL the event loop needs).
+            height, width, c = frame.shape
+            out = np.empty((len(stacks), len(stacks[0]) * c, height, width), np.uint8)
+            return torch.from_numpy(gather_planes(stacks, out))
+        return stack_frames(torch.from_numpy(_gather(stacks)).to(self.device, non_blocking=False))  # permuted on the device
 
-    def _initial_inference(self, model: torch.nn.Module, obs: np.ndarray
+    def _initial_inference(self, model: torch.nn.Module, stacks: Sequence[Sequence[np.ndarray]]
                            ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        """(latent, value float32[n], policy logits) of stacks obs [n, S, *F]; on CPU in chunks of
+        """(latent, value float32[n], policy logits) of n roots' stacks; on CPU in chunks of
         initial_chunk, where initial inference peaks at 8-32 samples (FACTS.md)."""
+        obs = self._input(stacks)
         chunk = self.batcher.initial_chunk if self.device.type == "cpu" else len(obs)
-        parts = [model.initial_inference_scalar(self._input(obs[lo:lo + chunk])) for lo in range(0, len(obs), chunk)]
+        parts = [model.initial_inference_scalar(obs[lo:lo + chunk]) for lo in range(0, len(obs), chunk)]
         return tuple(torch.cat(column) for column in zip(*parts))  # type: ignore[return-value]
 
     def _values(self, kind: str, version: int, obs: np.ndarray) -> np.ndarray:
