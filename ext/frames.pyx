@@ -107,19 +107,21 @@ cdef void to_planes(const unsigned char* src, unsigned char* dst, Py_ssize_t pix
                 dst[k * pixels + p] = src[p * channels + k]
 
 
-def gather_planes(stacks, unsigned char[:, :, :, ::1] out):
+def gather_planes(stacks, out_array):
     """Network input of n roots' frame stacks, in one pass with the GIL released.
 
     stacks: n roots, each S frames uint8[H, W, C] oldest first (a sequence of C-contiguous
     arrays, or one C-contiguous array [S, H, W, C]); out: uint8[n, S * C, H, W] with
     out[i, j * C + c] = stacks[i][j][:, :, c] (the layout torch's conv takes: frame-major channels).
-    Replaces a numpy gather and a transpose copy (three times slower on CPU, and GIL-bound)."""
+    Replaces a numpy gather and a transpose copy (three times slower on CPU, and GIL-bound).
+    Returns out."""
+    cdef unsigned char[:, :, :, ::1] out = out_array
     cdef Py_ssize_t n = out.shape[0], height = out.shape[2], width = out.shape[3]
     cdef Py_ssize_t pixels = height * width
     if len(stacks) != n:
         raise ValueError(f"out holds {n} stacks, got {len(stacks)}")
     if n == 0:
-        return out
+        return out_array
     first = stacks[0]
     cdef Py_ssize_t stack = len(first)
     cdef Py_ssize_t channels = out.shape[1] // stack if stack else 0
@@ -164,4 +166,4 @@ def gather_planes(stacks, unsigned char[:, :, :, ::1] out):
                 to_planes(src[i], dst + i * channels * pixels, pixels, channels)
     finally:
         free(src)
-    return out
+    return out_array

@@ -123,7 +123,8 @@ def test_gather_planes_matches_a_numpy_stack_and_transpose(channels):
     as_tuples = [tuple(frame.copy() for frame in root) for root in stacks]  # how self-play passes roots
     for form in (stacks, list(stacks), as_tuples):
         out = np.full((5, 4 * channels, 7, 6), 0xEE, np.uint8)
-        np.testing.assert_array_equal(gather_planes(form, out), ref)
+        assert gather_planes(form, out) is out
+        np.testing.assert_array_equal(out, ref)
 
 
 def test_gather_planes_rejects_mismatched_frames():
