@@ -108,3 +108,38 @@ def test_resolve_kind():
         resolve_kind("resnet", (4,))
     with pytest.raises(ValueError):
         resolve_kind("auto", (4, 4))
+
+
+@pytest.mark.parametrize("latent_norm,game,shape,normalized", [
+    ("auto", "MinAtar/Breakout", (10, 10, 4), True), ("auto", "CartPole", (4,), False),
+    ("minmax", "CartPole", (4,), True), ("none", "MinAtar/Breakout", (10, 10, 4), False)])
+def test_latent_norm_scales_every_latent_to_the_unit_range(latent_norm, game, shape, normalized):
+    """Root and unrolled latents share one range, so the prediction BatchNorm's running
+    statistics (collected over all unroll depths) fit the roots too."""
+    cfg = build_config("smoke", game, {"model.latent_norm": latent_norm})
+    torch.manual_seed(0)
+    model = build_model(cfg.model, shape, cfg.env.frame_stack, 3, cfg.learner.lstm_horizon).eval()
+    obs = torch.randint(0, 256, (6, cfg.env.frame_stack * shape[-1], *shape[:2]), dtype=torch.uint8) \
+        if len(shape) == 3 else torch.randn(6, cfg.env.frame_stack * shape[0]) * 5
+    with torch.no_grad():
+        latent, _, _ = model.initial_inference(obs)
+        latents = [latent]
+        state = model.initial_lstm_state(6, "cpu")
+        for depth in range(3):
+            latent, state, *_ = model.recurrent_inference(latent, state, torch.full((6,), depth % 3),
+                                                          torch.zeros(6, dtype=torch.bool))
+            latents.append(latent)
+    for latent in latents:
+        flat = latent.flatten(1)
+        low, high = flat.min(1).values, flat.max(1).values
+        if normalized:
+            assert torch.allclose(low, torch.zeros(6), atol=1e-6) and torch.allclose(high, torch.ones(6), atol=1e-5)
+        else:
+            assert not torch.allclose(high, torch.ones(6), atol=1e-3)
+
+
+def test_latent_norm_rejects_unknown_values():
+    from ezero_async.errors import ConfigError
+
+    with pytest.raises(ConfigError, match="model.latent_norm"):
+        build_config("smoke", "CartPole", {"model.latent_norm": "layer"})

@@ -117,6 +117,13 @@ class ModelConfig:
     """SimSiam predictor hidden width."""
     bn_momentum: float = 0.1
     """BatchNorm momentum (PyTorch convention)."""
+    latent_norm: str = "auto"
+    """'minmax' scales every latent (representation and dynamics outputs) to [0, 1] per sample,
+    'none' leaves it; 'auto' = minmax for image latents, none for vector latents. Without it an
+    image latent's scale grows with unroll depth (each dynamics step adds a residual), so the
+    prediction BatchNorm's running statistics, collected over all depths, misfit the roots:
+    measured on MinAtar/Breakout, eval-mode root values came out 6x below train-mode ones and
+    the bootstrap targets with them."""
 
     def check(self) -> None:
         _require(self.kind in ("auto", "resnet", "conv", "mlp"), "model.kind",
@@ -127,6 +134,8 @@ class ModelConfig:
         _require(all(h >= 1 for h in self.head_hidden), "model.head_hidden", "sizes must be >= 1")
         _require(all(h >= 1 for h in self.mlp_hidden), "model.mlp_hidden", "sizes must be >= 1")
         _require(0.0 < self.bn_momentum <= 1.0, "model.bn_momentum", "must be in (0, 1]")
+        _require(self.latent_norm in ("auto", "minmax", "none"), "model.latent_norm",
+                 f"must be auto, minmax or none, got {self.latent_norm!r}")
 
 
 @dataclass

@@ -39,6 +39,14 @@ class ResidualBlock(nn.Module):
         return F.relu(out + identity)
 
 
+def minmax_scale(latent: torch.Tensor) -> torch.Tensor:
+    """Scale each sample of latent float[B, ...] to [0, 1] (MuZero's hidden-state normalisation)."""
+    flat = latent.flatten(1)
+    low = flat.min(dim=1, keepdim=True).values
+    high = flat.max(dim=1, keepdim=True).values
+    return ((flat - low) / (high - low).clamp_min(1e-5)).view_as(latent)
+
+
 def residual_tower(channels: int, num_blocks: int, momentum: float) -> nn.Sequential:
     return nn.Sequential(*[ResidualBlock(channels, channels, momentum) for _ in range(num_blocks)])
 

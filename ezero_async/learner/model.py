@@ -161,14 +161,15 @@ def build_model(model_cfg: ModelConfig, obs_shape: Sequence[int], frame_stack: i
                          f"{frame_stack}, {num_actions}, {lstm_horizon}")
     kind = resolve_kind(model_cfg.kind, obs_shape)
     m = model_cfg.bn_momentum
+    norm = model_cfg.latent_norm == "minmax" or (model_cfg.latent_norm == "auto" and kind != "mlp")
     bins = 2 * model_cfg.support_size + 1
     hidden = tuple(model_cfg.head_hidden)
     if kind == "mlp":
         in_size = frame_stack * int(obs_shape[0])
         latent = model_cfg.latent_dim
-        representation: nn.Module = VectorRepresentation(in_size, latent, model_cfg.mlp_hidden, m)
+        representation: nn.Module = VectorRepresentation(in_size, latent, model_cfg.mlp_hidden, m, norm)
         dynamics: nn.Module = VectorDynamics(latent, num_actions, model_cfg.mlp_hidden, model_cfg.lstm_hidden,
-                                             hidden, bins, m)
+                                             hidden, bins, m, norm)
         prediction: nn.Module = VectorPrediction(latent, num_actions, hidden, bins, m)
         latent_shape: tuple[int, ...] = (latent,)
     else:
@@ -178,9 +179,9 @@ def build_model(model_cfg: ModelConfig, obs_shape: Sequence[int], frame_stack: i
         c = model_cfg.channels
         stem = "atari" if kind == "resnet" else "conv"
         spatial = AtariStem.output_size(height) if kind == "resnet" else height
-        representation = ImageRepresentation(frame_stack * channels_in, c, model_cfg.num_blocks, m, stem)
+        representation = ImageRepresentation(frame_stack * channels_in, c, model_cfg.num_blocks, m, stem, norm)
         dynamics = ImageDynamics(c, spatial, num_actions, model_cfg.num_blocks, model_cfg.reduced_channels,
-                                 model_cfg.lstm_hidden, hidden, bins, m)
+                                 model_cfg.lstm_hidden, hidden, bins, m, norm)
         prediction = ImagePrediction(c, spatial, num_actions, model_cfg.num_blocks, model_cfg.reduced_channels,
                                      hidden, bins, m)
         latent_shape = (c, spatial, spatial)

@@ -10,7 +10,7 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
-from ezero_async.learner.blocks import AtariStem, ConvHead, bn_mlp, conv3x3, residual_tower
+from ezero_async.learner.blocks import AtariStem, ConvHead, bn_mlp, conv3x3, minmax_scale, residual_tower
 
 LstmState = tuple[torch.Tensor, torch.Tensor]
 """(h, c): float[B, lstm_hidden] each."""
@@ -35,10 +35,13 @@ class ValuePrefixHead(nn.Module):
 
 class ImageRepresentation(nn.Module):
     """Stacked frames float[B, S*C, H, W] in [0, 1] -> latent float[B, channels, h, w].
-    stem='atari': the down-sampling stem (96 -> 6); stem='conv': one 3x3 conv at full size."""
+    stem='atari': the down-sampling stem (96 -> 6); stem='conv': one 3x3 conv at full size.
+    normalize: min-max scale the latent per sample."""
 
-    def __init__(self, in_channels: int, channels: int, num_blocks: int, momentum: float, stem: str) -> None:
+    def __init__(self, in_channels: int, channels: int, num_blocks: int, momentum: float, stem: str,
+                 normalize: bool = False) -> None:
         super().__init__()
+        self.normalize = normalize
         if stem == "atari":
             self.stem: nn.Module = AtariStem(in_channels, channels, momentum)
         elif stem == "conv":
@@ -49,19 +52,23 @@ class ImageRepresentation(nn.Module):
         self.tower = residual_tower(channels, num_blocks, momentum)
 
     def forward(self, obs: torch.Tensor) -> torch.Tensor:
-        return self.tower(self.stem(obs))
+        latent = self.tower(self.stem(obs))
+        return minmax_scale(latent) if self.normalize else latent
 
 
 class ImageDynamics(nn.Module):
     """(latent, action) -> next latent, and the value prefix through the LSTM.
 
     The action enters as one constant plane a / A; conv to C channels + the latent as a skip;
-    residual blocks. Value prefix: 1x1 conv -> BN -> ReLU -> flatten -> ValuePrefixHead."""
+    residual blocks (then min-max scaling if normalize). Value prefix: 1x1 conv -> BN -> ReLU ->
+    flatten -> ValuePrefixHead."""
 
     def __init__(self, channels: int, spatial: int, num_actions: int, num_blocks: int, reduced: int,
-                 lstm_hidden: int, head_hidden: Sequence[int], bins: int, momentum: float) -> None:
+                 lstm_hidden: int, head_hidden: Sequence[int], bins: int, momentum: float,
+                 normalize: bool = False) -> None:
         super().__init__()
         self.num_actions = num_actions
+        self.normalize = normalize
         self.conv = conv3x3(channels + 1, channels)
         self.bn = nn.BatchNorm2d(channels, momentum=momentum)
         self.tower = residual_tower(channels, num_blocks, momentum)
@@ -77,6 +84,8 @@ class ImageDynamics(nn.Module):
         plane = (action.to(latent.dtype) / self.num_actions).view(b, 1, 1, 1).expand(b, 1, height, width)
         x = self.bn(self.conv(torch.cat([latent, plane], dim=1)))
         next_latent = self.tower(F.relu(x + latent))
+        if self.normalize:
+            next_latent = minmax_scale(next_latent)
         features = F.relu(self.reduce_bn(self.reduce(next_latent))).flatten(1)
         logits, new_state = self.value_prefix(features, state)
         return next_latent, logits, new_state
@@ -102,12 +111,15 @@ class ImagePrediction(nn.Module):
 class VectorRepresentation(nn.Module):
     """Stacked vector observations float[B, S*D] -> latent float[B, L] (BN MLP, ReLU output)."""
 
-    def __init__(self, in_size: int, latent: int, hidden: Sequence[int], momentum: float) -> None:
+    def __init__(self, in_size: int, latent: int, hidden: Sequence[int], momentum: float,
+                 normalize: bool = False) -> None:
         super().__init__()
         self.mlp = bn_mlp(in_size, hidden, latent, momentum, out_norm=True, out_relu=True)
+        self.normalize = normalize
 
     def forward(self, obs: torch.Tensor) -> torch.Tensor:
-        return self.mlp(obs)
+        latent = self.mlp(obs)
+        return minmax_scale(latent) if self.normalize else latent
 
 
 class VectorDynamics(nn.Module):
@@ -115,9 +127,10 @@ class VectorDynamics(nn.Module):
     latent through the ValuePrefixHead."""
 
     def __init__(self, latent: int, num_actions: int, hidden: Sequence[int], lstm_hidden: int,
-                 head_hidden: Sequence[int], bins: int, momentum: float) -> None:
+                 head_hidden: Sequence[int], bins: int, momentum: float, normalize: bool = False) -> None:
         super().__init__()
         self.num_actions = num_actions
+        self.normalize = normalize
         self.mlp = bn_mlp(latent + num_actions, hidden, latent, momentum, out_norm=True)
         self.value_prefix = ValuePrefixHead(latent, lstm_hidden, head_hidden, bins, momentum)
 
@@ -127,6 +140,8 @@ class VectorDynamics(nn.Module):
         value-prefix logits float[B, bins], new state)."""
         one_hot = F.one_hot(action, self.num_actions).to(latent.dtype)
         next_latent = F.relu(self.mlp(torch.cat([latent, one_hot], dim=1)) + latent)
+        if self.normalize:
+            next_latent = minmax_scale(next_latent)
         logits, new_state = self.value_prefix(next_latent, state)
         return next_latent, logits, new_state
 
