@@ -158,7 +158,7 @@ def gather_planes(stacks, out_array):
             else:
                 for j in range(stack):
                     frame = root[j]
-                    if tuple(root[j].shape) != expected:
+                    if (frame.shape[0], frame.shape[1], frame.shape[2]) != expected:
                         raise ValueError(f"root {i} frame {j} has shape {tuple(root[j].shape)}, expected {expected}")
                     src[i * stack + j] = &frame[0, 0, 0]
         with nogil:

@@ -30,7 +30,7 @@ from torch import nn
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from bench_envs import raw_in_processes, steps_in_processes  # noqa: E402
 
-from ezero_async.config import build_config  # noqa: E402
+from ezero_async.config import build_config, parse_override  # noqa: E402
 from ezero_async.envs.pool import EnvPool, GameFactory  # noqa: E402
 from ezero_async.envs.registry import resolve_game  # noqa: E402
 from ezero_async.inference.runner import ModelRunner  # noqa: E402
@@ -169,7 +169,7 @@ def main() -> None:
     args = parser.parse_args()
     if args.quick:
         args.repeats, args.seconds = 1, 5.0
-    overrides = dict(item.split("=", 1) for item in args.set)
+    overrides = dict(parse_override(item) for item in args.set)
     config = build_config(args.preset, args.game, overrides)
     game = resolve_game(config.env.game, config.env.family)
     atari = game.family == "atari"

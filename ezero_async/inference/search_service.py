@@ -24,9 +24,9 @@ from typing import NamedTuple, Sequence
 import numpy as np
 import torch
 
+from ezero_async._ext.frames import gather_planes
 from ezero_async.config.sections import BatcherConfig, SearchConfig
 from ezero_async.inference.runner import ModelRunner
-from ezero_async._ext.frames import gather_planes
 from ezero_async.learner.model import stack_frames
 from ezero_async.search import CTree
 
