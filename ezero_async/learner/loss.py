@@ -78,9 +78,13 @@ def unrolled_loss(model: EfficientZeroNet, batch: DeviceBatch, cfg: LearnerConfi
     first, targets = model_inputs(model, batch.obs, frame_stack, k_steps, augment and batch.obs.dim() == 5, generator)
 
     # Consistency targets: ONLINE representation and projection, BatchNorm as the model's mode
-    # (train in the learner), no gradient.
+    # (train in the learner), no gradient. The whole initial inference runs, prediction included
+    # (as the reference does): its outputs are unused, but in train mode the prediction
+    # BatchNorms' running statistics then see K root latents per update besides the K + 1
+    # unrolled ones, and every eval-mode call (acting, reanalysis, bootstrap values) reads them at
+    # roots.
     with torch.no_grad():
-        target_proj = [model.project(model.represent(t), with_predictor=False) for t in targets]
+        target_proj = [model.project(model.initial_inference(t)[0], with_predictor=False) for t in targets]
 
     latent, value_logits, policy_logits = model.initial_inference(first)
     values, policies, prefixes, consistency = [value_logits], [policy_logits], [], []
