@@ -156,3 +156,51 @@ def test_priorities_are_value_errors_of_the_prediction_at_k0():
     np.testing.assert_allclose(result.priorities, np.abs(batch.target_value[:, 0]) + 1e-6, rtol=1e-5, atol=1e-6)
     with pytest.raises(ValueError, match="step"):
         learner.train_step(BatchMover(CPU).stage(batch._replace(step=5)))
+
+
+@pytest.mark.parametrize("game,shape,actions", [("CartPole", (4,), 2), ("MinAtar/Breakout", (10, 10, 4), 3)])
+def test_prediction_batchnorm_statistics_see_root_latents(game, shape, actions):
+    """SPEC_TRAINING (consistency branch): the targets' initial inference runs the prediction
+    net in train mode, so its BatchNorm running statistics are fed the K root latents
+    repr(o_{t+k}) besides the K + 1 unrolled latents, as the reference does."""
+    cfg, lcfg, model, batch = _setup(game, shape, actions)
+    model.train()
+    staged = BatchMover(CPU).stage(batch)
+    _, targets = model_inputs(model, staged.obs, cfg.env.frame_stack, lcfg.unroll_steps, False, None)
+    with torch.no_grad():
+        roots = [model.represent(t) for t in targets]  # train-mode batch statistics: no state is read
+    seen: list[torch.Tensor] = []
+    hook = model.prediction.register_forward_hook(lambda module, args, out: seen.append(args[0].detach().clone()))
+    try:
+        unrolled_loss(model, staged, lcfg, cfg.env.frame_stack, augment=False)
+    finally:
+        hook.remove()
+    assert len(seen) == 2 * lcfg.unroll_steps + 1  # K roots for the targets, K + 1 unrolled latents
+    for root in roots:
+        assert any(x.shape == root.shape and torch.allclose(x, root, atol=1e-6) for x in seen)
+    bn = next(m for m in model.prediction.modules() if isinstance(m, torch.nn.modules.batchnorm._BatchNorm))
+    assert int(bn.num_batches_tracked) == 2 * lcfg.unroll_steps + 1
+
+
+def test_amp_resolution_defaults_to_the_references_fp16_on_cuda_and_fp32_on_cpu():
+    from ezero_async.learner.learner import resolve_amp
+
+    cuda = torch.device("cuda", 0)  # resolve_amp only reads the device type: no GPU needed
+    assert resolve_amp("auto", cuda) == torch.float16
+    assert resolve_amp("fp16", cuda) == torch.float16
+    assert resolve_amp("bf16", cuda) == torch.bfloat16
+    assert resolve_amp("off", cuda) is None
+    assert all(resolve_amp(a, CPU) is None for a in ("auto", "bf16", "fp16", "off"))
+    with pytest.raises(ValueError):
+        resolve_amp("fp8", CPU)
+
+
+@pytest.mark.parametrize("name,kind", [("sgd", torch.optim.SGD), ("adam", torch.optim.Adam)])
+def test_optimizer_choice_builds_it_and_trains(name, kind):
+    cfg, lcfg, model, batch = _setup("CartPole", (4,), 2, batch_size=16, optimizer=name, lr_init=0.01,
+                                     lr_warmup_steps=0)
+    learner = Learner(model, lcfg, CPU, frame_stack=cfg.env.frame_stack)
+    assert isinstance(learner.optimizer, kind)
+    before = [p.detach().clone() for p in model.parameters()]
+    learner.train_step(BatchMover(CPU).stage(batch._replace(step=0)))
+    assert any(not torch.equal(a, p) for a, p in zip(before, model.parameters()))

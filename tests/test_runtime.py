@@ -46,7 +46,7 @@ def test_smoke_run_writes_summary_and_replay_store(tmp_path, game, capsys):
     tail = 10 if game == "Breakout" else config.runtime.tail_train_steps
     assert summary["env_steps"] == env_steps
     assert summary["training_steps"] == env_steps + tail  # start + (E - start) * 1 + tail
-    assert summary["final_eval"]["episodes"] == config.runtime.eval_episodes
+    assert summary["final_eval"]["episodes"] == config.runtime.final_eval_episodes
     assert (tmp_path / "run" / "replay" / "zarr.json").exists()
     assert (tmp_path / "run" / "config.json").exists()
     if game == "Breakout":

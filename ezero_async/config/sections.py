@@ -196,6 +196,8 @@ class LearnerConfig:
     """Step decay factor."""
     lr_decay_steps: int = 100_000
     """Decay by lr_decay_rate every this many steps after warm-up."""
+    optimizer: str = "sgd"
+    """'sgd' (momentum, the reference's) or 'adam'; both with L2 weight decay."""
     momentum: float = 0.9
     """SGD momentum."""
     weight_decay: float = 1e-4
@@ -213,7 +215,8 @@ class LearnerConfig:
     augment: bool = True
     """Random shift + intensity augmentation of image inputs."""
     amp: str = "auto"
-    """'auto' (bf16 on CUDA if supported, else fp16 with a scaler), 'bf16', 'fp16' or 'off'. CPU: fp32."""
+    """Mixed precision of the update on CUDA: 'auto' = 'fp16' (autocast + GradScaler, as the
+    reference trains), 'bf16' (autocast, no scaler), or 'off'. CPU always trains in fp32."""
     target_update_interval: int = 200
     """Target weights at step s are the online weights of step max(0, I*(s//I - 1))."""
     publish_interval: int = 100
@@ -231,6 +234,8 @@ class LearnerConfig:
         _require(self.lr_warmup_steps >= 0, "learner.lr_warmup_steps", "must be >= 0")
         _require(0.0 < self.lr_decay_rate <= 1.0, "learner.lr_decay_rate", "must be in (0, 1]")
         _require(self.lr_decay_steps >= 1, "learner.lr_decay_steps", "must be >= 1")
+        _require(self.optimizer in ("sgd", "adam"), "learner.optimizer",
+                 f"must be sgd or adam, got {self.optimizer!r}")
         _require(0.0 <= self.momentum < 1.0, "learner.momentum", "must be in [0, 1)")
         _require(self.weight_decay >= 0.0, "learner.weight_decay", "must be >= 0")
         _require(self.grad_clip > 0.0, "learner.grad_clip", "must be > 0")
@@ -287,7 +292,10 @@ class RuntimeConfig:
     eval_interval: int = 10_000
     """Periodic evaluation every this many training steps (and at step 0); 0 disables."""
     eval_episodes: int = 32
-    """Episodes of the periodic and final evaluations."""
+    """Episodes of each periodic evaluation."""
+    final_eval_episodes: int = 32
+    """Episodes of the final evaluation (the figure a run reports; at least 32 for a learning
+    result, as in the publications)."""
     periodic_eval_max_steps: int = 3_000
     """Step cap of periodic evaluation episodes."""
     stall_timeout: float = 300.0
@@ -317,6 +325,7 @@ class RuntimeConfig:
                  "must be increasing")
         _require(self.eval_interval >= 0, "runtime.eval_interval", "must be >= 0")
         _require(self.eval_episodes >= 0, "runtime.eval_episodes", "must be >= 0")
+        _require(self.final_eval_episodes >= 1, "runtime.final_eval_episodes", "must be >= 1")
         _require(self.periodic_eval_max_steps >= 1, "runtime.periodic_eval_max_steps", "must be >= 1")
         _require(self.stall_timeout > 0.0, "runtime.stall_timeout", "must be > 0")
         _require(self.seed >= 0, "runtime.seed", "must be >= 0")

@@ -130,7 +130,7 @@ async def _train(config: RunConfig, run_dir: Path, device: torch.device, resume:
         workers = 0 if rt.serial else None
         parts.pool = EnvPool(GameFactory(config.env, training=True), num_envs=rt.num_envs, seed=seed,
                              num_workers=workers)
-        parts.eval_pool = EnvPool(GameFactory(config.env, training=False), num_envs=min(rt.num_envs, rt.eval_episodes),
+        parts.eval_pool = EnvPool(GameFactory(config.env, training=False), num_envs=min(rt.num_envs, max(rt.eval_episodes, rt.final_eval_episodes)),
                                   seed=seed + 10_000, num_workers=workers)
         spec, num_actions, stack = parts.pool.obs_spec, parts.pool.num_actions, config.env.frame_stack
 
@@ -242,12 +242,12 @@ async def _train(config: RunConfig, run_dir: Path, device: torch.device, resume:
 
         eval_model = make_model()
 
-        async def run_eval(version: int, max_steps: int | None) -> dict[str, Any]:
-            """Evaluate online weights `version` (held by the online store now), report it, and
-            return its row of `evaluations`."""
+        async def run_eval(version: int, max_steps: int | None, episodes: int) -> dict[str, Any]:
+            """Evaluate online weights `version` (held by the online store now) over `episodes`
+            episodes, report it, and return its row of `evaluations`."""
             if evaluation.newest != version:
                 await parts.runner.call(_copy_version, online, evaluation, version, eval_model)
-            result = await evaluate(parts.eval_pool, service, version, rt.eval_episodes, stack, max_steps,
+            result = await evaluate(parts.eval_pool, service, version, episodes, stack, max_steps,
                                     kind="evaluation")
             metrics = eval_metrics(result.returns, result.lengths, game)
             evaluations.append({"training_steps": version, "env_steps": pacer.transitions_for(version),
@@ -257,14 +257,15 @@ async def _train(config: RunConfig, run_dir: Path, device: torch.device, resume:
 
         async def periodic_evals() -> None:
             """Evaluate the online weights at training step 0 and every eval_interval steps."""
-            if rt.eval_interval == 0:
+            if rt.eval_interval == 0 or rt.eval_episodes == 0:
                 return
             done = {row["training_steps"] for row in evaluations}
             for at in range(0, pacer.total_steps, rt.eval_interval):
                 if at < pacer.trained or lc.publish_interval * (at // lc.publish_interval) in done:
                     continue  # evaluated before a resume, or its weights are gone
                 await pacer.wait_trained(at)
-                await run_eval(lc.publish_interval * (at // lc.publish_interval), rt.periodic_eval_max_steps)
+                await run_eval(lc.publish_interval * (at // lc.publish_interval), rt.periodic_eval_max_steps,
+                               rt.eval_episodes)
 
         async with asyncio.TaskGroup() as group:
             dispatcher = group.create_task(service.run(), name="search-dispatcher")
@@ -285,7 +286,7 @@ async def _train(config: RunConfig, run_dir: Path, device: torch.device, resume:
             await checkpoints.join()
             saver.cancel()
             await evals
-            final = await run_eval(online.newest, None)
+            final = await run_eval(online.newest, None, rt.final_eval_episodes)
             write_checkpoint(learner.step, parts.learner_thread.snapshot())  # also flushes the replay
             parts.monitor.emit(parts.monitor.snapshot())
             monitor.cancel()
