@@ -1,74 +1,326 @@
-"""Learning acceptance: train a preset, print its evaluation curve, and check a target.
+"""Learning report: train a preset for several seeds and judge the policies the runs END with.
 
-  python tools/check_learning.py --game CartPole --preset cartpole --target 450 --minutes 20
-  python tools/check_learning.py --game MinAtar/Breakout --preset minatar --set runtime.env_steps=30000
-  python tools/check_learning.py --curve runs/CartPole-cartpole-...   # print an existing run's curve
+  python tools/check_learning.py --game CartPole --preset cartpole --seeds 5 \\
+      --final-min 475 --reach 450 --floor 400 --minutes 10
+  python tools/check_learning.py --game MinAtar/Breakout --preset minatar --seeds 3 \\
+      --final-min 6.1 --max-fallback-std 1
+  python tools/check_learning.py --report runs/learning-CartPole-cartpole-*/seed-*   # judge existing runs
 
-Passes when some evaluation within the run (periodic or final) reaches `--target` mean return
-and the run's wall time is under `--minutes`. Exit code 0 on pass, 1 on fail.
+Each seed is one `python -m ezero_async.main` process (`--parallel` at a time, default 2: the
+runs use one torch thread per busy thread, so two runs fill two cores). The report gives per
+seed the final evaluation (the final test, `runtime.final_eval_episodes` episodes), the best, the
+HELD figure (the minimum of the last three evaluations, the final one included), the env steps
+at which the return first reached `--reach`, the largest fall after the peak, and the wall
+time; then the across-seed mean +- std of final, best and held. It writes report.json, a table
+in Markdown (report.md) and a PNG of every seed's evaluation curve with their mean.
+
+Pass/fail uses final and held figures, never the best: each check given is applied to every
+seed. Exit code 0 on pass, 1 on fail, 2 on bad arguments or a run that did not finish.
 """
 from __future__ import annotations
 
 import argparse
 import json
+import math
+import os
+import statistics
+import subprocess
 import sys
 import time
+from dataclasses import asdict, dataclass
 from pathlib import Path
+from typing import Any, NoReturn, Sequence
 
-from ezero_async.config import build_config
-from ezero_async.config.values import parse_override
-from ezero_async.errors import UserError
-
-
-def print_curve(run_dir: Path) -> dict:
-    summary = json.loads((run_dir / "summary.json").read_text())
-    print(f"# {summary['game']} ({summary['preset']}, seed {summary['seed']}): {summary['env_steps']} env steps, "
-          f"{summary['training_steps']} training steps, {summary['wall_time_s'] / 60:.1f} min")
-    print(f"{'training step':>13} {'env steps':>9} {'return mean':>11} {'std':>8} {'episodes':>8}")
-    for row in summary["evaluations"]:
-        print(f"{row['training_steps']:>13} {row['env_steps']:>9} {row['return_mean']:>11.2f} "
-              f"{row['return_std']:>8.2f} {int(row['episodes']):>8}")
-    return summary
+HELD_WINDOW = 3
+"""The held figure is the minimum of this many last evaluations."""
 
 
-def main() -> int:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--game", default="CartPole")
-    parser.add_argument("--preset", default="cartpole")
-    parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--target", type=float, default=None, help="mean evaluation return to reach")
-    parser.add_argument("--minutes", type=float, default=None, help="wall-clock limit of the run")
-    parser.add_argument("--run-dir", type=Path, default=None)
-    parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE")
-    parser.add_argument("--curve", type=Path, default=None, help="only print the curve of this run directory")
-    args = parser.parse_args()
-    if args.curve is not None:
-        print_curve(args.curve)
-        return 0
+class ReportError(Exception):
+    """One line: what is wrong and what to do (exit code 2)."""
 
-    from ezero_async.runtime.trainer import train
 
+@dataclass(frozen=True)
+class SeedResult:
+    """What one seed's run ends with (returns are evaluation means)."""
+
+    run_dir: str
+    seed: int
+    final: float
+    """The final evaluation's mean return."""
+    final_std: float
+    final_episodes: int
+    best: float
+    """The best evaluation (reported, never judged)."""
+    held: float
+    """min of the last HELD_WINDOW evaluations."""
+    reach_env_steps: int | None
+    """Env steps of the first evaluation at or above --reach (None: never, or no --reach)."""
+    min_after_reach: float | None
+    """The lowest evaluation from the first one that reached --reach on (None: never reached)."""
+    fallback: float
+    """Peak mean minus the lowest mean after the peak (0 when the peak is the last evaluation)."""
+    peak_std: float
+    """The standard deviation over episodes of the peak evaluation."""
+    env_steps: int
+    wall_time_s: float
+    curve: tuple[tuple[int, float, float], ...]
+    """(env steps, mean, std) of every evaluation, in order."""
+
+
+def seed_result(summary: dict[str, Any], run_dir: str, reach: float | None) -> SeedResult:
+    """Judge one run from its summary.json contents (`evaluations` ends with the final test)."""
+    rows = summary.get("evaluations") or []
+    if not rows:
+        raise ReportError(f"{run_dir}: the run has no evaluations; run it with runtime.eval_interval > 0")
+    means = [float(r["return_mean"]) for r in rows]
+    final = summary["final_eval"]
+    peak = max(range(len(means)), key=lambda i: (means[i], -i))  # the first evaluation at the best mean
+    reach_at = None if reach is None else next((i for i, m in enumerate(means) if m >= reach), None)
+    return SeedResult(
+        run_dir=run_dir, seed=int(summary["seed"]), final=float(final["return_mean"]),
+        final_std=float(final["return_std"]), final_episodes=int(final["episodes"]), best=means[peak],
+        held=min(means[-HELD_WINDOW:]),
+        reach_env_steps=None if reach_at is None else int(rows[reach_at]["env_steps"]),
+        min_after_reach=None if reach_at is None else min(means[reach_at:]),
+        fallback=means[peak] - min(means[peak:]), peak_std=float(rows[peak]["return_std"]),
+        env_steps=int(summary["env_steps"]), wall_time_s=float(summary["wall_time_s"]),
+        curve=tuple((int(r["env_steps"]), float(r["return_mean"]), float(r["return_std"])) for r in rows))
+
+
+def mean_std(values: Sequence[float]) -> tuple[float, float]:
+    """Across-seed mean and (population) standard deviation."""
+    return statistics.fmean(values), (statistics.pstdev(values) if len(values) > 1 else 0.0)
+
+
+@dataclass(frozen=True)
+class Criteria:
+    """The checks applied to every seed; None leaves one out."""
+
+    final_min: float | None = None
+    held_min: float | None = None
+    reach: float | None = None
+    floor: float | None = None
+    """With reach: no evaluation after the first that reached `reach` falls below this."""
+    max_fallback_std: float | None = None
+    """The fall after the peak is at most this many of the peak evaluation's own std."""
+    max_env_steps: int | None = None
+    minutes: float | None = None
+
+
+def judge(results: Sequence[SeedResult], criteria: Criteria) -> list[tuple[str, bool]]:
+    """(check, passed) for each check given, each over every seed."""
+    c = criteria
+    checks: list[tuple[str, bool]] = []
+
+    def add(name: str, ok: Sequence[bool]) -> None:
+        checks.append((f"{name}: {sum(ok)}/{len(ok)} seeds", all(ok)))
+
+    if c.final_min is not None:
+        add(f"final >= {c.final_min:g}", [r.final >= c.final_min for r in results])
+    if c.held_min is not None:
+        add(f"held >= {c.held_min:g}", [r.held >= c.held_min for r in results])
+    if c.floor is not None:
+        if c.reach is None:
+            raise ReportError("--floor needs --reach (the floor applies after a seed first reaches it)")
+        add(f"reached {c.reach:g} and never below {c.floor:g} after",
+            [r.min_after_reach is not None and r.min_after_reach >= c.floor for r in results])
+    if c.max_fallback_std is not None:
+        add(f"fall after the peak <= {c.max_fallback_std:g} x its std",
+            [r.fallback <= c.max_fallback_std * r.peak_std for r in results])
+    if c.max_env_steps is not None:
+        add(f"env steps <= {c.max_env_steps}", [r.env_steps <= c.max_env_steps for r in results])
+    if c.minutes is not None:
+        add(f"wall time <= {c.minutes:g} min", [r.wall_time_s <= c.minutes * 60 for r in results])
+    return checks
+
+
+def _fmt(value: float | int | None, digits: int = 1) -> str:
+    if value is None:
+        return "-"
+    return f"{value:,}" if isinstance(value, int) else f"{value:.{digits}f}"
+
+
+def markdown(results: Sequence[SeedResult], reach: float | None, digits: int) -> str:
+    """The per-seed table and the across-seed line, as Markdown."""
+    lines = [f"| seed | final (episodes) | held (min of last {HELD_WINDOW}) | best | env steps to {_fmt(reach, digits)} "
+             "| fall after peak | env steps | wall time |",
+             "|---:|---|---:|---:|---:|---:|---:|---:|"]
+    for r in results:
+        lines.append(f"| {r.seed} | {_fmt(r.final, digits)} ± {_fmt(r.final_std, digits)} ({r.final_episodes}) "
+                     f"| {_fmt(r.held, digits)} | {_fmt(r.best, digits)} | {_fmt(r.reach_env_steps)} "
+                     f"| {_fmt(r.fallback, digits)} | {r.env_steps:,} | {r.wall_time_s / 60:.1f} min |")
+    parts = []
+    for name in ("final", "held", "best"):
+        m, s = mean_std([getattr(r, name) for r in results])
+        parts.append(f"{name} {m:.{digits}f} ± {s:.{digits}f}")
+    lines.append("")
+    lines.append(f"Across {len(results)} seeds: " + ", ".join(parts) + ".")
+    return "\n".join(lines)
+
+
+def plot(results: Sequence[SeedResult], out: Path, title: str) -> None:
+    """PNG: every seed's evaluation curve (thin) and their mean at the shared env steps (thick)."""
+    import matplotlib
+    matplotlib.use("Agg")
+    from matplotlib import pyplot as plt
+
+    from ezero_async.tracking.atomic import atomic_path
+
+    fig, ax = plt.subplots(figsize=(8, 5))
+    for r in results:
+        xs, ys, sd = zip(*r.curve)
+        ax.plot(xs, ys, lw=1, marker=".", label=f"seed {r.seed} (final {r.final:.1f})")
+        ax.fill_between(xs, [y - s for y, s in zip(ys, sd)], [y + s for y, s in zip(ys, sd)], alpha=0.08)
+    shared = sorted(set.intersection(*(set(x for x, _, _ in r.curve) for r in results)))
+    if shared:
+        by_seed = [{x: y for x, y, _ in r.curve} for r in results]
+        ax.plot(shared, [statistics.fmean(d[x] for d in by_seed) for x in shared], lw=3, color="black",
+                label="mean over seeds")
+    ax.set_xlabel("env steps")
+    ax.set_ylabel("evaluation return")
+    ax.set_title(title)
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=8, loc="best")
+    fig.tight_layout()
+    with atomic_path(out) as tmp:
+        fig.savefig(tmp, format="png", dpi=110)
+    plt.close(fig)
+
+
+def run_seeds(args: argparse.Namespace, out: Path) -> list[Path]:
+    """Train every seed, `--parallel` processes at a time; returns their run directories."""
+    seeds = list(range(args.first_seed, args.first_seed + args.seeds))
+    pending = list(seeds)
+    running: list[tuple[int, subprocess.Popen, float]] = []
+    dirs = {s: out / f"seed-{s}" for s in seeds}
+    for d in dirs.values():
+        if (d / "config.json").exists():
+            raise ReportError(f"{d} already holds a run: choose another --out")
+    out.mkdir(parents=True, exist_ok=True)
+    failed: list[str] = []
+    env = dict(os.environ, OMP_NUM_THREADS="1", MKL_NUM_THREADS="1")
     try:
-        overrides = dict(parse_override(item) for item in args.set)
-        config = build_config(args.preset, args.game, {"tracking.aim": False, "runtime.seed": args.seed, **overrides})
-    except UserError as exc:  # a bad --set: one line, like the trainer's own CLI
+        while pending or running:
+            while pending and len(running) < args.parallel:
+                seed = pending.pop(0)
+                cmd = [sys.executable, "-m", "ezero_async.main", "--game", args.game, "--preset", args.preset,
+                       "--seed", str(seed), "--device", "cpu", "--no-aim", "--run-dir", str(dirs[seed]),
+                       "--set", "tracking.progress=off"]
+                for item in args.set:
+                    cmd += ["--set", item]
+                log = open(out / f"seed-{seed}.log", "w")
+                running.append((seed, subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, env=env),
+                                time.monotonic()))
+                log.close()
+                print(f"seed {seed}: started -> {dirs[seed]}", flush=True)
+            time.sleep(2.0)
+            for item in list(running):
+                seed, proc, started = item
+                rc = proc.poll()
+                if rc is None:
+                    continue
+                running.remove(item)
+                took = (time.monotonic() - started) / 60
+                print(f"seed {seed}: exit {rc} after {took:.1f} min", flush=True)
+                if rc != 0:
+                    failed.append(f"seed {seed} (exit {rc}, log {out / f'seed-{seed}.log'})")
+    except KeyboardInterrupt:
+        for _, proc, _ in running:  # each run writes its exit checkpoint on SIGINT
+            proc.send_signal(2)
+        for _, proc, _ in running:
+            proc.wait()
+        raise
+    if failed:
+        raise ReportError("runs did not finish: " + "; ".join(failed))
+    return [dirs[s] for s in seeds]
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message: str) -> NoReturn:
+        print(f"check_learning: error: {message}", file=sys.stderr)
+        sys.exit(2)
+
+
+def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
+    p = _Parser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--game", default="CartPole")
+    p.add_argument("--preset", default="cartpole")
+    p.add_argument("--seeds", type=int, default=3, help="number of seeds (first-seed, first-seed + 1, ...)")
+    p.add_argument("--first-seed", type=int, default=1)
+    p.add_argument("--parallel", type=int, default=2, help="runs at a time (default 2: one per core)")
+    p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="config override for every seed")
+    p.add_argument("--out", type=Path, default=None, help="folder of the seeds' run dirs and the report")
+    p.add_argument("--report", type=Path, nargs="+", default=None, metavar="RUN_DIR",
+                   help="judge these finished runs instead of training")
+    p.add_argument("--final-min", type=float, default=None, help="every seed's final evaluation >= this")
+    p.add_argument("--held-min", type=float, default=None, help="every seed's held figure >= this")
+    p.add_argument("--reach", type=float, default=None, help="return whose first crossing is reported")
+    p.add_argument("--floor", type=float, default=None, help="after first reaching --reach, no evaluation below this")
+    p.add_argument("--max-fallback-std", type=float, default=None,
+                   help="the fall after a seed's peak is at most this many of the peak's own std")
+    p.add_argument("--max-env-steps", type=int, default=None)
+    p.add_argument("--minutes", type=float, default=None, help="wall-clock limit per seed")
+    p.add_argument("--digits", type=int, default=1, help="decimals in the table")
+    args = p.parse_args(argv)
+    if args.seeds < 1 or args.parallel < 1:
+        p.error("--seeds and --parallel must be >= 1")
+    return args
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = parse_args(argv)
+    try:
+        return _main(args)
+    except ReportError as exc:
         print(f"check_learning: error: {exc}", file=sys.stderr)
         return 2
-    run_dir = args.run_dir or Path("runs") / f"check-{args.game.replace('/', '-')}-{args.preset}-{time.strftime('%Y%m%d-%H%M%S')}"
-    print(f"# training {args.game} with preset {args.preset} -> {run_dir}", flush=True)
-    train(config, run_dir, "cpu")
-    summary = print_curve(run_dir)
-    ok = True
-    if args.target is not None:
-        best = max(row["return_mean"] for row in summary["evaluations"])
-        reached = best >= args.target
-        print(f"best evaluation {best:.2f} (target {args.target}): {'reached' if reached else 'NOT reached'}")
-        ok &= reached
-    if args.minutes is not None:
-        in_time = summary["wall_time_s"] <= args.minutes * 60
-        print(f"wall time {summary['wall_time_s'] / 60:.1f} min (limit {args.minutes}): {'ok' if in_time else 'too slow'}")
-        ok &= in_time
-    return 0 if ok else 1
+
+
+def _main(args: argparse.Namespace) -> int:
+    if args.report is not None:
+        dirs = list(args.report)
+        out = args.out or dirs[0].parent
+    else:
+        from ezero_async.config import build_config
+        from ezero_async.config.values import parse_override
+        from ezero_async.errors import UserError
+
+        try:  # a bad --set is one line here, before any run starts
+            overrides = dict(parse_override(item) for item in args.set)
+            build_config(args.preset, args.game, overrides).check()
+        except UserError as exc:
+            raise ReportError(str(exc)) from None
+        stamp = time.strftime("%Y%m%d-%H%M%S")
+        out = args.out or Path("runs") / f"learning-{args.game.replace('/', '-')}-{args.preset}-{stamp}"
+        dirs = run_seeds(args, out)
+    results = []
+    for d in dirs:
+        path = d / "summary.json"
+        if not path.is_file():
+            raise ReportError(f"{d}: no summary.json (the run did not finish)")
+        results.append(seed_result(json.loads(path.read_text()), str(d), args.reach))
+    criteria = Criteria(final_min=args.final_min, held_min=args.held_min, reach=args.reach, floor=args.floor,
+                        max_fallback_std=args.max_fallback_std, max_env_steps=args.max_env_steps,
+                        minutes=args.minutes)
+    checks = judge(results, criteria)
+    table = markdown(results, args.reach, args.digits)
+    print(table)
+    for name, ok in checks:
+        print(f"{'PASS' if ok else 'FAIL'}  {name}")
+    passed = all(ok for _, ok in checks)
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "report.md").write_text(table + "\n\n" + "\n".join(f"- {'PASS' if ok else 'FAIL'} {n}" for n, ok in checks)
+                                   + "\n")
+    report = {"game": args.game, "preset": args.preset, "criteria": asdict(criteria),
+              "checks": [{"check": n, "passed": ok} for n, ok in checks], "passed": passed,
+              "seeds": [asdict(r) for r in results],
+              "across_seeds": {name: dict(zip(("mean", "std"), mean_std([getattr(r, name) for r in results])))
+                               for name in ("final", "held", "best")}}
+    (out / "report.json").write_text(json.dumps(report, indent=2))
+    plot(results, out / "curves.png", f"{args.game} ({args.preset}): evaluation return, {len(results)} seeds")
+    print(f"report: {out / 'report.md'}, {out / 'report.json'}, {out / 'curves.png'}")
+    print("PASS" if passed else "FAIL")
+    return 0 if passed else 1
 
 
 if __name__ == "__main__":

@@ -1,0 +1,93 @@
+"""tools/check_learning.py: the final / held / best arithmetic and the pass-fail rules on hand-made
+curves (the report judges the policy a run ends with, never its best evaluation)."""
+from __future__ import annotations
+
+import importlib.util
+import json
+import sys
+from pathlib import Path
+
+import pytest
+
+TOOL = Path(__file__).resolve().parents[1] / "tools" / "check_learning.py"
+
+
+def _load_tool():
+    spec = importlib.util.spec_from_file_location("check_learning", TOOL)
+    module = importlib.util.module_from_spec(spec)
+    sys.modules["check_learning"] = module  # dataclasses look the module up
+    spec.loader.exec_module(module)
+    return module
+
+
+check_learning = _load_tool()
+
+
+def _summary(seed, means, stds=None, final_episodes=32, wall=300.0):
+    stds = stds or [0.0] * len(means)
+    rows = [{"training_steps": 1000 * i, "env_steps": 4000 * i + 500, "episodes": 8.0, "return_mean": m,
+             "return_std": s, "length_mean": m} for i, (m, s) in enumerate(zip(means, stds))]
+    rows[-1]["episodes"] = float(final_episodes)
+    return {"seed": seed, "evaluations": rows, "env_steps": 30000, "wall_time_s": wall,
+            "final_eval": {"episodes": final_episodes, "return_mean": means[-1], "return_std": stds[-1]}}
+
+
+def test_peak_then_collapse_is_judged_by_final_and_held_not_best():
+    # The issue's curve: 20 -> 109 -> 454 -> 446 -> 142 -> 360 -> 109 -> 112 -> 107 final.
+    r = check_learning.seed_result(_summary(1, [20, 109, 454, 446, 142, 360, 109, 112, 107]), "run", reach=450)
+    assert r.best == 454 and r.final == 107
+    assert r.held == 107  # min(109, 112, 107)
+    assert r.reach_env_steps == 4000 * 2 + 500
+    assert r.min_after_reach == 107
+    assert r.fallback == 454 - 107
+    checks = check_learning.judge([r], check_learning.Criteria(final_min=475, reach=450, floor=400))
+    assert [ok for _, ok in checks] == [False, False]
+
+
+def test_a_curve_that_holds_passes_every_check():
+    r = check_learning.seed_result(_summary(2, [20, 300, 480, 500, 495, 500], stds=[1, 5, 10, 0, 3, 0]), "run",
+                                   reach=450)
+    assert (r.held, r.reach_env_steps, r.min_after_reach) == (495, 8500, 480)
+    assert r.fallback == 5 and r.peak_std == 0.0  # the first 500 is the peak; it fell to 495 after
+    criteria = check_learning.Criteria(final_min=475, held_min=475, reach=450, floor=400, max_env_steps=30000,
+                                       minutes=10)
+    assert all(ok for _, ok in check_learning.judge([r], criteria))
+    # The fall after the peak (5) exceeds 1 x the peak's std (0): the std rule catches it.
+    assert not check_learning.judge([r], check_learning.Criteria(max_fallback_std=1.0))[0][1]
+
+
+def test_every_seed_must_pass_and_across_seed_statistics():
+    good = check_learning.seed_result(_summary(1, [20, 500, 500]), "a", reach=450)
+    bad = check_learning.seed_result(_summary(2, [20, 500, 300]), "b", reach=450)
+    (name, ok), = check_learning.judge([good, bad], check_learning.Criteria(final_min=475))
+    assert not ok and "1/2 seeds" in name
+    assert check_learning.mean_std([500.0, 300.0]) == (400.0, 100.0)
+    never = check_learning.seed_result(_summary(3, [20, 100, 120]), "c", reach=450)
+    assert never.reach_env_steps is None and never.min_after_reach is None
+    assert not check_learning.judge([never], check_learning.Criteria(reach=450, floor=0))[0][1]
+    with pytest.raises(check_learning.ReportError):
+        check_learning.judge([never], check_learning.Criteria(floor=0))
+
+
+def test_report_of_finished_runs_writes_table_json_and_png(tmp_path, capsys):
+    dirs = []
+    for seed, means in [(1, [20, 480, 500]), (2, [20, 460, 490])]:
+        d = tmp_path / f"seed-{seed}"
+        d.mkdir()
+        (d / "summary.json").write_text(json.dumps(_summary(seed, means)))
+        dirs.append(str(d))
+    code = check_learning.main(["--report", *dirs, "--final-min", "475", "--reach", "450", "--floor", "400",
+                                "--out", str(tmp_path / "report")])
+    out = capsys.readouterr().out
+    assert code == 0, out
+    assert "PASS" in out and "held" in out
+    report = json.loads((tmp_path / "report" / "report.json").read_text())
+    assert report["passed"] and report["across_seeds"]["final"] == {"mean": 495.0, "std": 5.0}
+    assert (tmp_path / "report" / "curves.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert check_learning.main(["--report", *dirs, "--final-min", "495", "--out", str(tmp_path / "r2")]) == 1
+
+
+def test_a_run_without_summary_is_one_line_and_exit_2(tmp_path, capsys):
+    assert check_learning.main(["--report", str(tmp_path)]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "no summary.json" in err[0]

@@ -1,0 +1,177 @@
+"""Value diagnosis of a checkpoint: eval-mode vs train-mode root values against Monte-Carlo returns.
+
+  python tools/diagnose_values.py RUN_DIR [RUN_DIR/checkpoints/step-*.pt ...] --samples 2048
+
+Reads the run's zarr replay store, picks `--samples` transitions from finished episodes
+(uniformly, seeded), builds their model inputs (frame stacks repeat an episode's first frame),
+and prints per checkpoint the mean root value in eval mode (running BatchNorm statistics: what
+acting, reanalysis and bootstrap values use) and in train mode (the statistics of this batch of
+replay roots, on a copy), the discounted Monte-Carlo return of the behaviour data from the same
+states, the mean absolute errors of both against it, over all samples and over the 10% with the
+lowest return (where a value error costs the episode), the one-step Q spread over actions and the
+policy prior's top probability. Eval-mode errors far above train-mode ones mean the running
+statistics misfit root latents. `--simulations 25 50` adds the top visit share of searches.
+"""
+from __future__ import annotations
+
+import argparse
+import copy
+import dataclasses
+import sys
+from pathlib import Path
+
+import numpy as np
+import torch
+import zarr
+
+from ezero_async.config.values import config_from_dict
+from ezero_async.learner.model import build_model, stack_frames
+from ezero_async.search import batched_search, dirichlet_noise
+from ezero_async.tracking.checkpoint import list_checkpoints, load_checkpoint
+
+
+def episode_table(store: Path) -> dict[str, np.ndarray]:
+    group = zarr.open_group(str(store), mode="r")
+    w = int(group.attrs["state"]["write_count"])
+    return {name: np.asarray(group[name][:w]) for name in
+            ("frames", "reward", "episode", "position", "index", "terminal", "truncated")}
+
+
+def sample_inputs(table: dict[str, np.ndarray], frame_stack: int, discount: float, samples: int, seed: int):
+    """(stacked frames [N, S, *F], MC returns float64[N]) of transitions from terminated episodes."""
+    episode, position, index = table["episode"], table["position"], table["index"]
+    ended = set(episode[(table["terminal"] == 1)].tolist())
+    rows = [i for i in range(len(episode)) if index[i] >= 0 and episode[i] in ended]
+    by_episode: dict[int, list[int]] = {}
+    for i in rows:
+        by_episode.setdefault(int(episode[i]), []).append(i)
+    returns = np.zeros(len(episode))
+    for slots in by_episode.values():
+        slots.sort(key=lambda i: position[i])
+        g = 0.0
+        for i in reversed(slots):
+            g = table["reward"][i] + discount * g
+            returns[i] = g
+    rng = np.random.default_rng(seed)
+    chosen = rng.choice(rows, size=min(samples, len(rows)), replace=False)
+    stacks = []
+    for i in chosen:
+        slots = by_episode[int(episode[i])]
+        p = int(position[i])
+        picks = [slots[max(0, q)] for q in range(p - frame_stack + 1, p + 1)]
+        stacks.append(table["frames"][picks])
+    return np.stack(stacks), returns[chosen]
+
+
+def root_values(model: torch.nn.Module, x: torch.Tensor, train: bool) -> np.ndarray:
+    """float64[N]: the value head at the roots, eval-mode (running statistics) or train-mode
+    (this batch's statistics, on a copy so the running statistics stay as saved)."""
+    model = copy.deepcopy(model).train(train)
+    with torch.no_grad():
+        return model.initial_inference_scalar(x)[1].numpy().astype(np.float64)
+
+
+def action_spread(model: torch.nn.Module, x: torch.Tensor, discount: float) -> tuple[np.ndarray, np.ndarray]:
+    """Eval mode: (max - min over actions of the one-step Q = value prefix + discount * value,
+    float64[N]; the policy prior's largest probability, float64[N])."""
+    model = copy.deepcopy(model).eval()
+    n = x.shape[0]
+    with torch.no_grad():
+        latent, _, logits = model.initial_inference_scalar(x)
+        state = model.initial_lstm_state(n, "cpu")
+        reset = torch.ones(n, dtype=torch.bool)
+        qs = []
+        for a in range(model.num_actions):
+            action = torch.full((n,), a, dtype=torch.int64)
+            _, _, vp, v, _ = model.recurrent_inference_scalar(latent, state, action, reset)
+            qs.append(vp + discount * v)
+        q = torch.stack(qs, 1).numpy().astype(np.float64)
+        prior = torch.softmax(logits.float(), -1).max(-1).values.numpy().astype(np.float64)
+    return q.max(1) - q.min(1), prior
+
+
+def visit_sharpness(model: torch.nn.Module, x: torch.Tensor, search_cfg, simulations: int,
+                    noise_fraction: float) -> float:
+    """Mean over roots of the most visited action's share of the visits of an eval-mode search
+    with `simulations` simulations (root noise as given): how far the policy targets and the
+    acting distribution get from uniform."""
+    model = copy.deepcopy(model).eval()
+    cfg = dataclasses.replace(search_cfg, num_simulations=simulations, root_noise_fraction=noise_fraction)
+    n = x.shape[0]
+    with torch.no_grad():
+        latent, _, logits = model.initial_inference_scalar(x)
+    latents = {0: latent}
+    states = {0: model.initial_lstm_state(n, "cpu")}
+    made = [0]
+
+    def recurrent(parents: np.ndarray, actions: np.ndarray, reset: np.ndarray):
+        """Gather each root's parent latent and LSTM state, step the dynamics, keep the leaf."""
+        made[0] += 1
+        rows = list(enumerate(parents.tolist()))
+        parent_latent = torch.stack([latents[i][r] for r, i in rows])
+        h = torch.stack([states[i][0][r] for r, i in rows])
+        c = torch.stack([states[i][1][r] for r, i in rows])
+        with torch.no_grad():
+            leaf, state, vp, v, leaf_logits = model.recurrent_inference_scalar(
+                parent_latent, (h, c), torch.from_numpy(actions.astype(np.int64)), torch.from_numpy(reset))
+        latents[made[0]], states[made[0]] = leaf, state
+        return (vp.numpy().astype(np.float32), v.numpy().astype(np.float32),
+                leaf_logits.float().numpy().astype(np.float32))
+
+    noise = dirichlet_noise(n, model.num_actions, cfg.dirichlet_alpha, np.random.default_rng(0)) \
+        if noise_fraction > 0 else None
+    out = batched_search(logits.float().numpy().astype(np.float32), recurrent, cfg, noise=noise, seed=0)
+    counts = out.visit_counts.astype(np.float64)
+    return float((counts.max(1) / counts.sum(1)).mean())
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("run_dir", type=Path)
+    parser.add_argument("checkpoints", type=Path, nargs="*", help="default: every checkpoint of the run")
+    parser.add_argument("--samples", type=int, default=2048)
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--simulations", type=int, nargs="*", default=[],
+                        help="also report the most visited action's share for these simulation counts")
+    args = parser.parse_args(argv)
+    torch.set_num_threads(1)
+    paths = args.checkpoints or [p for _, p in list_checkpoints(args.run_dir)]
+    table = episode_table(args.run_dir / "replay")
+    print(f"{'checkpoint':>20} {'eval v':>8} {'train v':>8} {'MC':>8} {'|eval-MC|':>9} {'|train-MC|':>10} "
+          f"{'low10% |eval-MC|':>16} {'low10% |train-MC|':>17} {'Q spread':>8} {'max prior':>9}")
+    for path in paths:
+        state = load_checkpoint(path)
+        config = config_from_dict(state["config"])
+        stack, shape = config.env.frame_stack, table["frames"].shape[1:]
+        model = build_model(config.model, shape, stack, _num_actions(state), config.learner.lstm_horizon)
+        model.load_state_dict(state["learner"]["model"])
+        frames, mc = sample_inputs(table, stack, config.replay.discount, args.samples, args.seed)
+        x = stack_frames(torch.from_numpy(frames))
+        ev, tr = root_values(model, x, False), root_values(model, x, True)
+        spread, prior = action_spread(model, x, config.search.discount)
+        low = mc <= np.quantile(mc, 0.1)  # the states where a value error costs the episode
+        print(f"{Path(path).name:>20} {ev.mean():>8.2f} {tr.mean():>8.2f} {mc.mean():>8.2f} "
+              f"{np.abs(ev - mc).mean():>9.2f} {np.abs(tr - mc).mean():>10.2f} {np.abs(ev - mc)[low].mean():>16.2f} "
+              f"{np.abs(tr - mc)[low].mean():>17.2f} {spread.mean():>8.2f} {prior.mean():>9.3f}")
+        for sims in args.simulations:
+            sub = x[:256]
+            print(f"{'':>20} top visit share, {sims} simulations: no noise "
+                  f"{visit_sharpness(model, sub, config.search, sims, 0.0):.3f}, with root noise "
+                  f"{visit_sharpness(model, sub, config.search, sims, config.search.root_noise_fraction):.3f}")
+    return 0
+
+
+def _num_actions(state: dict) -> int:
+    """A from the last layer of the policy head in the saved weights."""
+    weights = state["learner"]["model"]
+    last = [k for k in weights if k.startswith("prediction.policy") and k.endswith(".weight")
+            and weights[k].dim() == 2]
+    return int(weights[sorted(last, key=_layer_order)[-1]].shape[0])
+
+
+def _layer_order(key: str) -> tuple[int, ...]:
+    return tuple(int(p) for p in key.split(".") if p.isdigit())
+
+
+if __name__ == "__main__":
+    sys.exit(main())
