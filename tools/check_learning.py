@@ -243,8 +243,8 @@ class _Parser(argparse.ArgumentParser):
 
 def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     p = _Parser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--game", default="CartPole")
-    p.add_argument("--preset", default="cartpole")
+    p.add_argument("--game", default=None, help="default CartPole (with --report: the runs' game)")
+    p.add_argument("--preset", default=None, help="default cartpole (with --report: the runs' preset)")
     p.add_argument("--seeds", type=int, default=3, help="number of seeds (first-seed, first-seed + 1, ...)")
     p.add_argument("--first-seed", type=int, default=1)
     p.add_argument("--parallel", type=int, default=2, help="runs at a time (default 2: one per core)")
@@ -281,6 +281,7 @@ def _main(args: argparse.Namespace) -> int:
         dirs = list(args.report)
         out = args.out or dirs[0].parent
     else:
+        args.game, args.preset = args.game or "CartPole", args.preset or "cartpole"
         from ezero_async.config import build_config
         from ezero_async.config.values import parse_override
         from ezero_async.errors import UserError
@@ -298,7 +299,9 @@ def _main(args: argparse.Namespace) -> int:
         path = d / "summary.json"
         if not path.is_file():
             raise ReportError(f"{d}: no summary.json (the run did not finish)")
-        results.append(seed_result(json.loads(path.read_text()), str(d), args.reach))
+        summary = json.loads(path.read_text())
+        args.game, args.preset = args.game or summary.get("game"), args.preset or summary.get("preset")
+        results.append(seed_result(summary, str(d), args.reach))
     criteria = Criteria(final_min=args.final_min, held_min=args.held_min, reach=args.reach, floor=args.floor,
                         max_fallback_std=args.max_fallback_std, max_env_steps=args.max_env_steps,
                         minutes=args.minutes)

@@ -117,13 +117,15 @@ class ModelConfig:
     """SimSiam predictor hidden width."""
     bn_momentum: float = 0.1
     """BatchNorm momentum (PyTorch convention)."""
-    latent_norm: str = "auto"
-    """'minmax' scales every latent (representation and dynamics outputs) to [0, 1] per sample,
-    'none' leaves it; 'auto' = minmax for image latents, none for vector latents. Without it an
-    image latent's scale grows with unroll depth (each dynamics step adds a residual), so the
-    prediction BatchNorm's running statistics, collected over all depths, misfit the roots:
-    measured on MinAtar/Breakout, eval-mode root values came out 6x below train-mode ones and
-    the bootstrap targets with them."""
+    latent_norm: str = "minmax"
+    """'minmax' scales every latent (representation and dynamics outputs) to [0, 1] per sample;
+    'none' leaves it (the reference's Atari setting); 'auto' = minmax (kept for old configs).
+    Without it a latent's scale grows with unroll depth (each dynamics step adds a residual), so
+    the prediction BatchNorms' running statistics, collected over all depths, misfit the roots
+    that every eval-mode call (acting, bootstrap values, evaluation) reads. Measured: MinAtar
+    eval-mode root values 6x below train-mode ones; CartPole eval-mode value errors on the
+    lowest-return 10% of states 2x the train-mode ones, and a policy that collapsed by drifting
+    off the track (docs/learning.md)."""
 
     def check(self) -> None:
         _require(self.kind in ("auto", "resnet", "conv", "mlp"), "model.kind",
