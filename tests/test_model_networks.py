@@ -111,9 +111,9 @@ def test_resolve_kind():
 
 
 @pytest.mark.parametrize("latent_norm,game,shape,normalized", [
-    ("auto", "MinAtar/Breakout", (10, 10, 4), True), ("auto", "CartPole", (4,), True),
-    ("minmax", "CartPole", (4,), True), ("none", "MinAtar/Breakout", (10, 10, 4), False),
-    ("none", "CartPole", (4,), False)])
+    ("auto", "MinAtar/Breakout", (10, 10, 4), False), ("auto", "CartPole", (4,), True),
+    ("minmax", "CartPole", (4,), True), ("minmax", "MinAtar/Breakout", (10, 10, 4), True),
+    ("none", "MinAtar/Breakout", (10, 10, 4), False), ("none", "CartPole", (4,), False)])
 def test_latent_norm_scales_every_latent_to_the_unit_range(latent_norm, game, shape, normalized):
     """Root and unrolled latents share one range, so the prediction BatchNorm's running
     statistics (collected over all unroll depths) fit the roots too."""

@@ -117,15 +117,16 @@ class ModelConfig:
     """SimSiam predictor hidden width."""
     bn_momentum: float = 0.1
     """BatchNorm momentum (PyTorch convention)."""
-    latent_norm: str = "minmax"
-    """'minmax' scales every latent (representation and dynamics outputs) to [0, 1] per sample;
-    'none' leaves it (the reference's Atari setting); 'auto' = minmax (kept for old configs).
-    Without it a latent's scale grows with unroll depth (each dynamics step adds a residual), so
-    the prediction BatchNorms' running statistics, collected over all depths, misfit the roots
-    that every eval-mode call (acting, bootstrap values, evaluation) reads. Measured: MinAtar
-    eval-mode root values 6x below train-mode ones; CartPole eval-mode value errors on the
-    lowest-return 10% of states 2x the train-mode ones, and a policy that collapsed by drifting
-    off the track (docs/learning.md)."""
+    latent_norm: str = "auto"
+    """'minmax' scales every latent (representation and dynamics outputs) to [0, 1] per sample,
+    'none' leaves it; 'auto' = minmax for vector latents (mlp), none for image latents (the
+    reference's Atari setting). Each dynamics step adds a residual, so an unscaled latent grows
+    with unroll depth and the prediction BatchNorms' running statistics, averaged over depths,
+    can misfit the roots that every eval-mode call reads. Measured with the consistency targets
+    through the whole initial inference (which feeds those statistics root latents): CartPole
+    (mlp) still needs scaling (eval-mode errors on the lowest-return states 55-64 vs 23-29 in
+    train mode; the policy drifted off the track), MinAtar (conv) does not (eval 1.22 vs train
+    1.23 mean root value; final return 5.28 unscaled vs 4.47 scaled). docs/learning.md."""
 
     def check(self) -> None:
         _require(self.kind in ("auto", "resnet", "conv", "mlp"), "model.kind",

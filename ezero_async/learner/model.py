@@ -161,7 +161,7 @@ def build_model(model_cfg: ModelConfig, obs_shape: Sequence[int], frame_stack: i
                          f"{frame_stack}, {num_actions}, {lstm_horizon}")
     kind = resolve_kind(model_cfg.kind, obs_shape)
     m = model_cfg.bn_momentum
-    norm = model_cfg.latent_norm in ("minmax", "auto")
+    norm = model_cfg.latent_norm == "minmax" or (model_cfg.latent_norm == "auto" and kind == "mlp")
     bins = 2 * model_cfg.support_size + 1
     hidden = tuple(model_cfg.head_hidden)
     if kind == "mlp":
