@@ -112,3 +112,37 @@ def test_a_smoke_training_run_is_tracked_in_aim(tmp_path: Path) -> None:
     for name in ("loss/total", "throughput/env_steps_per_s", "eval/return_mean", "env_steps"):
         assert name in names, sorted(names)
     assert series["eval/return_mean", "eval"]  # at least one evaluation point
+
+
+def test_wait_run_hash_blocks_until_the_run_exists_and_reraises_its_failure(tmp_path: Path,
+                                                                            monkeypatch: pytest.MonkeyPatch) -> None:
+    """A checkpoint asks for the hash right after start-up: it must get the run's, not None,
+    however slow Aim is to create it (seen under load: a checkpoint named no run)."""
+    import threading
+
+    release = threading.Event()
+    create = AimSink._create_run
+
+    def slow_create(self):
+        release.wait(10.0)
+        return create(self)
+
+    monkeypatch.setattr(AimSink, "_create_run", slow_create)
+    sink = AimSink(tmp_path, experiment="breakout", run_name="seed-0", hparams=HPARAMS)
+    assert sink.run_hash is None
+    with pytest.raises(TimeoutError):
+        sink.wait_run_hash(timeout=0.2)
+    release.set()
+    run_hash = sink.wait_run_hash()
+    assert run_hash and run_hash == sink.run_hash
+    sink.close()
+
+    def failing_create(self):
+        raise TrackFailed("repository locked")
+
+    monkeypatch.setattr(AimSink, "_create_run", failing_create)
+    broken = AimSink(tmp_path / "other", experiment="breakout", run_name="seed-1", hparams=HPARAMS)
+    with pytest.raises(TrackFailed, match="repository locked"):
+        broken.wait_run_hash()
+    with pytest.raises(TrackFailed):
+        broken.close()

@@ -212,7 +212,8 @@ async def _train(config: RunConfig, run_dir: Path, device: torch.device, resume:
                      "evaluations": list(evaluations),
                      "episodes": {"returns": list(stats.returns), "lengths": list(stats.lengths)},
                      "wall_time_s": prior_wall + time.monotonic() - started,
-                     "aim_run": aim.run_hash if aim is not None else None,
+                     # Waits for the Aim thread's run (a second or so, at the first checkpoint only).
+                     "aim_run": aim.wait_run_hash() if aim is not None else None,
                      "torch_rng": torch.get_rng_state()}
             return save_checkpoint(run_dir, state, config.tracking.keep_checkpoints)
 

@@ -80,6 +80,8 @@ class AimSink:
         self._run_name = run_name
         self._hparams = copy.deepcopy(hparams)  # the caller may mutate its dict later
         self._run_hash = run_hash
+        self._created = threading.Event()
+        """Set once the thread has created (or resumed) the run, or failed to."""
         self._queue: queue.SimpleQueue[Snapshot | None] = queue.SimpleQueue()
         self._error: BaseException | None = None
         self._closed = False
@@ -92,6 +94,16 @@ class AimSink:
     def run_hash(self) -> str | None:
         """The Aim run's hash: the one given to resume, else None until the thread has
         created the run (~1-3 s after construction)."""
+        return self._run_hash
+
+    def wait_run_hash(self, timeout: float = _JOIN_TIMEOUT_S) -> str:
+        """The run's hash once the thread has created the run (blocks until then: a checkpoint
+        written before it would name no run, and a resume would start a second one). Re-raises
+        the thread's exception; TimeoutError if Aim takes longer than `timeout` seconds."""
+        if not self._created.wait(timeout):
+            raise TimeoutError(f"Aim did not create its run in {self._repo} within {timeout:.0f} s")
+        self.check()
+        assert self._run_hash is not None  # set before _created
         return self._run_hash
 
     def emit(self, env_steps: int, training_steps: int, metrics: Metrics) -> None:
@@ -122,9 +134,12 @@ class AimSink:
 
     def _work(self) -> None:
         try:
-            run = self._create_run()
             try:
+                run = self._create_run()
                 self._run_hash = run.hash
+            finally:
+                self._created.set()  # on failure too: waiters then re-raise the error
+            try:
                 run.name = self._run_name
                 run["hparams"] = self._hparams
                 while (snapshot := self._queue.get()) is not _STOP:
