@@ -31,6 +31,8 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any, NoReturn, Sequence
 
+from ezero_async.tracking.atomic import atomic_path, write_text_atomic
+
 HELD_WINDOW = 3
 """The held figure is the minimum of this many last evaluations."""
 
@@ -163,8 +165,6 @@ def plot(results: Sequence[SeedResult], out: Path, title: str) -> None:
     import matplotlib
     matplotlib.use("Agg")
     from matplotlib import pyplot as plt
-
-    from ezero_async.tracking.atomic import atomic_path
 
     fig, ax = plt.subplots(figsize=(8, 5))
     for r in results:
@@ -312,14 +312,14 @@ def _main(args: argparse.Namespace) -> int:
         print(f"{'PASS' if ok else 'FAIL'}  {name}")
     passed = all(ok for _, ok in checks)
     out.mkdir(parents=True, exist_ok=True)
-    (out / "report.md").write_text(table + "\n\n" + "\n".join(f"- {'PASS' if ok else 'FAIL'} {n}" for n, ok in checks)
-                                   + "\n")
+    write_text_atomic(out / "report.md", table + "\n\n"
+                      + "\n".join(f"- {'PASS' if ok else 'FAIL'} {n}" for n, ok in checks) + "\n")
     report = {"game": args.game, "preset": args.preset, "criteria": asdict(criteria),
               "checks": [{"check": n, "passed": ok} for n, ok in checks], "passed": passed,
               "seeds": [asdict(r) for r in results],
               "across_seeds": {name: dict(zip(("mean", "std"), mean_std([getattr(r, name) for r in results])))
                                for name in ("final", "held", "best")}}
-    (out / "report.json").write_text(json.dumps(report, indent=2))
+    write_text_atomic(out / "report.json", json.dumps(report, indent=2))
     plot(results, out / "curves.png", f"{args.game} ({args.preset}): evaluation return, {len(results)} seeds")
     print(f"report: {out / 'report.md'}, {out / 'report.json'}, {out / 'curves.png'}")
     print("PASS" if passed else "FAIL")

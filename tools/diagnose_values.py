@@ -139,14 +139,16 @@ def main(argv: list[str] | None = None) -> int:
     table = episode_table(args.run_dir / "replay")
     print(f"{'checkpoint':>20} {'eval v':>8} {'train v':>8} {'MC':>8} {'|eval-MC|':>9} {'|train-MC|':>10} "
           f"{'low10% |eval-MC|':>16} {'low10% |train-MC|':>17} {'Q spread':>8} {'max prior':>9}")
+    x = mc = None
     for path in paths:
         state = load_checkpoint(path)
         config = config_from_dict(state["config"])
         stack, shape = config.env.frame_stack, table["frames"].shape[1:]
         model = build_model(config.model, shape, stack, _num_actions(state), config.learner.lstm_horizon)
         model.load_state_dict(state["learner"]["model"])
-        frames, mc = sample_inputs(table, stack, config.replay.discount, args.samples, args.seed)
-        x = stack_frames(torch.from_numpy(frames))
+        if x is None:  # one set of states for every checkpoint (the run's stack and discount)
+            frames, mc = sample_inputs(table, stack, config.replay.discount, args.samples, args.seed)
+            x = stack_frames(torch.from_numpy(frames))
         ev, tr = root_values(model, x, False), root_values(model, x, True)
         spread, prior = action_spread(model, x, config.search.discount)
         low = mc <= np.quantile(mc, 0.1)  # the states where a value error costs the episode

@@ -130,8 +130,9 @@ async def _train(config: RunConfig, run_dir: Path, device: torch.device, resume:
         workers = 0 if rt.serial else None
         parts.pool = EnvPool(GameFactory(config.env, training=True), num_envs=rt.num_envs, seed=seed,
                              num_workers=workers)
-        parts.eval_pool = EnvPool(GameFactory(config.env, training=False), num_envs=min(rt.num_envs, max(rt.eval_episodes, rt.final_eval_episodes)),
-                                  seed=seed + 10_000, num_workers=workers)
+        eval_envs = min(rt.num_envs, max(rt.eval_episodes, rt.final_eval_episodes))
+        parts.eval_pool = EnvPool(GameFactory(config.env, training=False), num_envs=eval_envs, seed=seed + 10_000,
+                                  num_workers=workers)
         spec, num_actions, stack = parts.pool.obs_spec, parts.pool.num_actions, config.env.frame_stack
 
         def make_model() -> torch.nn.Module:
