@@ -13,7 +13,8 @@ import time
 from pathlib import Path
 from typing import Any, Sequence
 
-from ezero_async.config import PRESETS, RunConfig, build_config, config_from_dict, field_docs, preset_names
+from ezero_async.config import (PRESETS, RunConfig, build_config, config_from_dict, field_docs, preset_device,
+                                preset_names)
 from ezero_async.config.values import apply_overrides, parse_override
 from ezero_async.errors import ConfigError, UserError
 
@@ -156,19 +157,48 @@ def resolve_device(requested: str) -> str:
     return requested
 
 
-def print_config_help() -> None:
-    config = RunConfig()
-    docs = field_docs()
-    for key, doc in docs.items():
+def print_config_help(config: RunConfig, heading: str) -> None:
+    print(f"# {heading}")
+    for key, doc in field_docs().items():
         section, name = key.split(".")
         print(f"{key} = {getattr(getattr(config, section), name)!r}\n    {doc}")
+
+
+def help_config(args: argparse.Namespace) -> int:
+    """--help-config: every field with its value in the config the other flags make (the
+    defaults when none is given) and its meaning."""
+    try:
+        if args.game is not None or args.resume is not None:
+            config = config_from_args(args)
+            where = f"the run {args.resume}" if args.resume is not None else f"game {args.game}"
+            heading = f"config of {where}, preset {config.preset}, with the flags given"
+        elif args.preset is not None:
+            config = build_config(args.preset, None, _flag_overrides(args))
+            heading = f"config of preset {args.preset} (before a game's own settings), with the flags given"
+        else:
+            config = apply_overrides(RunConfig(), _flag_overrides(args))
+            heading = "defaults (pass --game and/or --preset to see a run's values)"
+    except UserError as exc:
+        print(f"ezero_async: error: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    print_config_help(config, heading)
+    return 0
+
+
+def slow_preset_warning(config: RunConfig, device: str) -> str | None:
+    """A warning when the preset is sized for a GPU and the run would be on a CPU."""
+    if preset_device(config.preset) != "cuda" or device != "cpu":
+        return None
+    return (f"preset {config.preset} is sized for a GPU; on this CPU a run would take weeks (each batch of "
+            f"{config.learner.batch_size} first needs its reanalysis searches of {config.search.num_simulations} "
+            "simulations, and one update takes seconds). For CPU: --preset minatar with a MinAtar game "
+            "(--game MinAtar/Breakout) or --preset cartpole with CartPole; --preset smoke checks the set-up")
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     if args.help_config:
-        print_config_help()
-        return 0
+        return help_config(args)
     try:
         config = config_from_args(args)
         from ezero_async.envs.registry import make_game, resolve_game
@@ -180,20 +210,27 @@ def main(argv: Sequence[str] | None = None) -> int:
     except UserError as exc:
         print(f"ezero_async: error: {exc}", file=sys.stderr)
         return EXIT_USAGE
+    from ezero_async.runtime.trainer import Interrupted, finished_run, train
+
     if args.resume is not None:
         run_dir = args.resume
-        print(f"ezero_async: resuming {run_dir} ({game_id.name}, preset {config.preset}, device {device})",
+        finished = finished_run(run_dir)
+        if finished is not None:  # one line, not "resuming ..." and then the error
+            print(f"ezero_async: error: {finished}", file=sys.stderr)
+            return EXIT_USAGE
+        print(f"ezero_async: resuming {run_dir} ({game_id.label}, preset {config.preset}, device {device})",
               file=sys.stderr)
     else:
-        run_dir = args.run_dir or Path("runs") / f"{game_id.name}-{config.preset}-{time.strftime('%Y%m%d-%H%M%S')}"
+        run_dir = args.run_dir or Path("runs") / f"{game_id.slug}-{config.preset}-{time.strftime('%Y%m%d-%H%M%S')}"
         if (run_dir / "config.json").exists():
             print(f"ezero_async: error: {run_dir} already holds a run; pass another --run-dir or --resume it",
                   file=sys.stderr)
             return EXIT_USAGE
-        print(f"ezero_async: {game_id.name} ({game_id.env_id}), preset {config.preset}, device {device}, "
+        print(f"ezero_async: {game_id.label} ({game_id.env_id}), preset {config.preset}, device {device}, "
               f"{config.runtime.env_steps} env steps -> {run_dir}", file=sys.stderr)
-    from ezero_async.runtime.trainer import Interrupted, train
-
+    warning = slow_preset_warning(config, device)
+    if warning is not None:
+        print(f"ezero_async: warning: {warning}", file=sys.stderr)
     try:
         summary = train(config, run_dir, device, resume=args.resume is not None)
     except UserError as exc:  # found once the run's files are read (checkpoint, replay store)

@@ -2,25 +2,14 @@
 curves (the report judges the policy a run ends with, never its best evaluation)."""
 from __future__ import annotations
 
-import importlib.util
 import json
-import sys
-from pathlib import Path
 
 import pytest
 
-TOOL = Path(__file__).resolve().parents[1] / "tools" / "check_learning.py"
+from tool_module import load_tool
 
 
-def _load_tool():
-    spec = importlib.util.spec_from_file_location("check_learning", TOOL)
-    module = importlib.util.module_from_spec(spec)
-    sys.modules["check_learning"] = module  # dataclasses look the module up
-    spec.loader.exec_module(module)
-    return module
-
-
-check_learning = _load_tool()
+check_learning = load_tool("check_learning")
 
 
 def _summary(seed, means, stds=None, final_episodes=32, wall=300.0):

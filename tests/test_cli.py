@@ -36,7 +36,7 @@ def test_argparse_errors_are_one_line_exit_2():
     (["--game", "Pong", "--env-steps", "0"], "--env-steps (runtime.env_steps: must be >= 1)"),
     (["--game", "Pong", "--num-envs", "0"], "--num-envs"),
     (["--game", "Pong", "--preset", "foo"], "unknown preset 'foo'"),
-    (["--game", "Pong", "--preset", "minatar"], "'Pong' is not a minatar game"),
+    (["--game", "Pong", "--preset", "minatar"], "'Pong' is not a MinAtar game"),
     (["--resume", "/nonexistent/run"], "config.json not found"),
     ([], "--game is required"),
     (["--game", "CartPole", "--set", "learner.batch_size=abc"], "learner.batch_size: expected int"),

@@ -157,3 +157,56 @@ def test_a_pool_can_be_driven_by_successive_event_loops():
     finally:
         pool.close()
     assert len(first) == len(second) == 2
+
+
+class Counter(Game):
+    offload = True
+    obs_spec = ObsSpec((1,), np.dtype(np.float32))
+    num_actions = 2
+
+    def _reset_game(self):
+        self.steps = 0
+        return np.zeros(1, np.float32)
+
+    def _step(self, action):
+        self.steps += 1
+        return np.full(1, self.steps, np.float32), 1.0, False, False, False
+
+
+def counter_game(seed):
+    return Counter("counter", training=True, clip_rewards=False, episode_life=False, max_steps=1000)
+
+
+@pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGTERM])
+def test_workers_ignore_terminal_signals(signum, capfd):
+    """Ctrl-C and SIGTERM reach the whole process group: the workers must leave the stop to
+    their parent (which still steps and closes them), and print nothing."""
+    pool = EnvPool(counter_game, num_envs=2, seed=0, num_workers=2)
+
+    async def steps():
+        return [await pool.step(i, 0) for i in range(2)]
+
+    try:
+        play(pool, np.zeros((2, 1), dtype=np.int64))
+        for worker in pool._workers:  # noqa: SLF001
+            os.kill(worker.process.pid, signum)
+        asyncio.run(asyncio.sleep(0.3))
+        assert all(w.process.is_alive() for w in pool._workers)  # noqa: SLF001
+        assert [float(s.obs[0]) for s in asyncio.run(steps())] == [2.0, 2.0]
+    finally:
+        pool.close()
+    assert all(w.process.exitcode == 0 for w in pool._workers)  # noqa: SLF001
+    assert "Traceback" not in capfd.readouterr().err
+
+
+def test_a_worker_exits_quietly_when_its_parent_end_closes(capfd):
+    pool = EnvPool(counter_game, num_envs=1, seed=0, num_workers=1)
+    worker = pool._workers[0]  # noqa: SLF001
+    try:
+        worker.conn.close()  # what the worker sees when the parent dies
+        worker.process.join(timeout=10.0)
+        assert worker.process.exitcode == 0
+    finally:
+        worker.conn = type(worker.conn)(os.open(os.devnull, os.O_RDWR))  # let close() run on a live handle
+        pool.close()
+    assert "Traceback" not in capfd.readouterr().err

@@ -149,6 +149,69 @@ def test_stop_ends_the_thread_cleanly_between_steps():
     assert thread2.steps_done == len(count) == learner2.step < 200
 
 
+@pytest.mark.parametrize("calls_before_abort", [1, 200, 380])  # early, mid forward (374 calls), backward
+def test_a_dropped_update_leaves_the_learner_exactly_as_before_it(calls_before_abort):
+    """A stop's drop_update raises at the next abort point, forward or backward; the learner's
+    state (weights, BatchNorm statistics, optimizer, RNG, step) is as before the update, so the
+    next update is bit-identical to that of a learner that never saw the dropped one."""
+    from ezero_async.learner.learner import UpdateAborted
+    from ezero_async.learner.transfer import stage_naive
+
+    cfg = build_config("smoke", "CartPole", {"learner.augment": True})
+    dropped, clean = _learner(**{"learner.augment": True})[0], _learner(**{"learner.augment": True})[0]
+    batches = _batches(cfg, 3)
+    for learner in (dropped, clean):
+        learner.train_step(stage_naive(batches[0], learner.device))
+    calls = []
+
+    def count(module, args, grad_output=None):
+        calls.append(module)
+        if len(calls) == calls_before_abort:
+            dropped.abort.set()
+
+    handles = [m.register_forward_pre_hook(count) for m in dropped.model.modules()]
+    handles += [m.register_full_backward_pre_hook(lambda m, g: count(m, ())) for m in dropped.model.modules()
+                if isinstance(m, torch.nn.Linear)]
+    state = _snapshot(dropped.model)
+    with pytest.raises(UpdateAborted):
+        dropped.launch(stage_naive(batches[1], dropped.device))
+    for handle in handles:
+        handle.remove()
+    assert _same(state, _snapshot(dropped.model)) and dropped.step == 2 - 1
+    dropped.abort.clear()
+    a = dropped.train_step(stage_naive(batches[1], dropped.device))
+    b = clean.train_step(stage_naive(batches[1], clean.device))
+    assert _same(_snapshot(dropped.model), _snapshot(clean.model))
+    np.testing.assert_array_equal(a.priorities, b.priorities)
+    for sa, sb in zip(dropped.optimizer.state.values(), clean.optimizer.state.values()):
+        assert all(torch.equal(sa[k], sb[k]) for k in sa)
+
+
+def test_a_dropping_stop_ends_the_thread_inside_a_long_update():
+    learner, cfg = _learner()
+    q: queue.Queue = queue.Queue()
+    for b in _batches(cfg, 3):
+        q.put(b)
+    entered, release = threading.Event(), threading.Event()
+
+    def slow(module, args):  # an update that would take "forever" unless dropped
+        if learner.step == 1:
+            entered.set()
+            release.wait(timeout=30.0)
+
+    handle = next(iter(learner.model.children())).register_forward_pre_hook(slow)
+    count = []
+    thread = LearnerThread(learner, q, on_priorities=lambda i, p: count.append(1))
+    thread.start()
+    assert entered.wait(timeout=30.0)
+    thread.stop(drop_update=True)
+    release.set()
+    thread.join(timeout=10)
+    handle.remove()
+    assert not thread.is_alive() and thread.error is None
+    assert thread.steps_done == len(count) == learner.step == 1
+
+
 def test_weight_store_versions_pinning_and_waiting():
     model = torch.nn.Linear(3, 2)
     store = WeightStore(capacity=2)

@@ -106,9 +106,9 @@ def test_cpu_bound_with_idle_gpu_is_the_efficientzero_pattern():
 
 
 def test_inference_saturated_with_an_idle_gpu_asks_for_bigger_calls():
-    text = findings(make_report(device="cuda", gpu_util=25.0, stages={"inference_net": 1.5, "tree": 0.3}))
+    text = findings(make_report(device="cuda", gpu_util=25.0, stages={"inference_net": 0.75, "tree": 0.15}))
     assert "inference threads are 90% busy" in text and "raise batcher.max_batch (now 64)" in text
-    cpu = findings(make_report(stages={"inference_net": 1.5, "tree": 0.3}))
+    cpu = findings(make_report(stages={"inference_net": 0.75, "tree": 0.15}))
     assert "batcher.searches_in_flight (now 2)" in cpu
 
 
@@ -124,6 +124,14 @@ def test_saturated_resources_come_before_batching_advice():
     advice = [a.finding for a in recommend(report)]
     assert "learner is the bottleneck" in advice[0]
     assert any("groups are 20% full" in f for f in advice[1:]) and "tracking" in advice[-1]
+
+
+def test_learner_bound_advice_never_contradicts_the_group_advice():
+    stages = {"learner_update": 0.95, "pacer_wait": 0.7}
+    cpu = findings(make_report(group_fill=0.2, group_size=12.8, stages=stages))
+    assert "raise --num-envs" in cpu and "more envs" not in cpu  # on CPU larger calls leave the learner cores
+    gpu = findings(make_report(device="cuda", gpu_util=90.0, group_fill=0.2, group_size=12.8, stages=stages))
+    assert "will not raise throughput" in gpu and "groups are" not in gpu
 
 
 # ------------------------------------------------------------------ window, table, sweep

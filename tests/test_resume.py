@@ -147,3 +147,42 @@ def test_checkpoints_are_atomic_and_only_the_last_k_are_kept(tmp_path):
     assert load_checkpoint(tmp_path)["step"] == 5
     save_checkpoint(tmp_path, {**state, "step": 6}, keep=2)
     assert not list((tmp_path / "checkpoints").glob(".step-*")) and len(os.listdir(tmp_path / "checkpoints")) == 2
+
+
+def storages_and_contents(checkpoint: dict) -> tuple[int, int, int]:
+    """(weight tensors, distinct storages, distinct contents) over the learner's model and every
+    held weights version of a loaded checkpoint."""
+    import hashlib
+
+    tensors = list(checkpoint["learner"]["model"].values())
+    for held in checkpoint["online"] + checkpoint["target"]:
+        tensors += list(held["model"].values())
+    storages = {t.untyped_storage().data_ptr() for t in tensors}
+    contents = {(t.dtype, tuple(t.shape), hashlib.sha256(t.numpy().tobytes()).hexdigest()) for t in tensors}
+    return len(tensors), len(storages), len(contents)
+
+
+def test_a_checkpoint_stores_each_distinct_weights_tensor_once_and_resumes_bit_exactly(tmp_path):
+    """The held online/target versions mostly equal each other or the learner's weights: each
+    distinct tensor is written once. Two resumes of one stopped --serial run end bit-identical."""
+    import shutil
+
+    from ezero_async.runtime.trainer import StopRequested, train
+
+    config = build_config("smoke", "CartPole", {"tracking.aim": False, "runtime.serial": True,
+                                                "runtime.env_steps": 400, "learner.publish_interval": 5,
+                                                "runtime.self_play_lag": 10, "tracking.checkpoint_interval": 1000})
+    polls = iter(range(10**6))
+    with pytest.raises(StopRequested):
+        train(config, tmp_path / "run", "cpu", stop_when=lambda: "test" if next(polls) >= 6 else None)
+    checkpoint = load_checkpoint(tmp_path / "run")
+    assert len(checkpoint["online"]) >= 3 and checkpoint["online"][-1]["version"] == checkpoint["step"]
+    tensors, storages, contents = storages_and_contents(checkpoint)
+    assert storages == contents < tensors  # the newest online version is the learner's model
+    summaries = []
+    for name in ("a", "b"):
+        shutil.copytree(tmp_path / "run", tmp_path / name)
+        summary = train(config, tmp_path / name, "cpu", resume=True)
+        summaries.append({k: v for k, v in summary.items() if k not in ("wall_time_s", "throughput", "timing_s")})
+    assert summaries[0] == summaries[1]
+    assert summaries[0]["training_steps"] == Pacer(config.runtime, config.learner).total_steps

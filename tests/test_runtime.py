@@ -49,8 +49,9 @@ def test_smoke_run_writes_summary_and_replay_store(tmp_path, game, capsys):
     assert summary["final_eval"]["episodes"] == config.runtime.final_eval_episodes
     assert (tmp_path / "run" / "replay" / "zarr.json").exists()
     assert (tmp_path / "run" / "config.json").exists()
-    if game == "Breakout":
-        assert summary["final_eval"]["human_normalised_score"] is not None
+    # Smoke episodes are capped at 200 agent steps, far below the Atari 100k protocol's 27k: a
+    # human-normalised score would not be comparable, so there is none.
+    assert summary["final_eval"]["human_normalised_score"] is None
     assert shm_segments() <= before
 
 

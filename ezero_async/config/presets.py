@@ -29,6 +29,11 @@ def preset_names() -> list[str]:
     return sorted(PRESETS)
 
 
+def preset_device(preset: str) -> str | None:
+    """The device a preset is sized for ([about] device: 'cuda'), None if any will do."""
+    return PRESETS.get(preset, {}).get("about", {}).get("device")
+
+
 def build_config(preset: str, game: str | None = None, overrides: dict[str, Any] | None = None) -> RunConfig:
     """Defaults <- preset file <- game <- explicit overrides; then every check. Raises ConfigError."""
     if preset not in PRESETS:

@@ -349,14 +349,19 @@ class TrackingConfig:
     keep_checkpoints: int = 3
     """Checkpoints kept on disk (oldest removed first)."""
     progress: str = "auto"
-    """Terminal progress: 'auto' (live line on a TTY, quiet otherwise), 'on' or 'off'."""
+    """Progress lines: 'auto' (a live line when stderr is a terminal, else a plain line to stdout
+    every progress_interval_s), 'plain' (plain lines even on a terminal) or 'off' (evaluation
+    results only)."""
+    progress_interval_s: float = 60.0
+    """Seconds between plain progress lines (logs without a terminal: nohup, batch jobs)."""
 
     def check(self) -> None:
         _require(self.log_interval_s > 0.0, "tracking.log_interval_s", "must be > 0")
         _require(self.checkpoint_interval >= 1, "tracking.checkpoint_interval", "must be >= 1")
         _require(self.keep_checkpoints >= 1, "tracking.keep_checkpoints", "must be >= 1")
-        _require(self.progress in ("auto", "on", "off"), "tracking.progress",
-                 f"must be auto, on or off, got {self.progress!r}")
+        _require(self.progress in ("auto", "plain", "off"), "tracking.progress",
+                 f"must be auto, plain or off, got {self.progress!r}")
+        _require(self.progress_interval_s > 0.0, "tracking.progress_interval_s", "must be > 0")
 
 
 SECTIONS: dict[str, type] = {

@@ -8,12 +8,18 @@ shared-memory array, and answers a whole batch of requests with one small pipe m
 event loop reads with `add_reader` (no thread hop, no frame pickling). Cheap pure-Python games
 (MinAtar, CartPole: 5-10 µs a step) step inline: a process round trip would cost 10x the step.
 `num_workers=0` steps every game inline (serial mode, tests).
+
+Workers never act on SIGINT/SIGTERM: a terminal's Ctrl-C and a scheduler's SIGTERM go to the
+whole process group, and the parent owns the stop (it still needs its workers for the exit
+checkpoint's bookkeeping and closes them itself). A worker exits when told to, or when its pipe
+to the parent closes (the parent died).
 """
 from __future__ import annotations
 
 import asyncio
 import multiprocessing as mp
 import os
+import signal
 import traceback
 from dataclasses import dataclass
 from multiprocessing.connection import Connection
@@ -28,6 +34,10 @@ from ezero_async.envs.game import Game, ObsSpec, Step
 
 STARTUP_TIMEOUT_S = 120.0
 """A worker that has not built its games by then is reported as stuck."""
+
+
+TERMINAL_SIGNALS = (signal.SIGINT, signal.SIGTERM)
+"""Signals the parent handles for its workers (see the module docstring)."""
 
 
 class EnvWorkerError(RuntimeError):
@@ -140,7 +150,15 @@ class _Worker:
         self.conn, child = ctx.Pipe(duplex=True)
         self.process = ctx.Process(target=_worker_main, name=f"env-worker-{index}", daemon=True,
                                    args=(child, factory, seed, env_ids, shm_name, spec))
-        self.process.start()
+        # The child inherits the signal mask of the thread that starts it: with the terminal
+        # signals blocked, a Ctrl-C during the child's interpreter start-up stays pending there
+        # (and is discarded once _worker_main ignores it) instead of killing it mid-import.
+        # In the parent the signal stays pending too, and is delivered when the mask is restored.
+        previous = signal.pthread_sigmask(signal.SIG_BLOCK, TERMINAL_SIGNALS)
+        try:
+            self.process.start()
+        finally:
+            signal.pthread_sigmask(signal.SIG_SETMASK, previous)
         child.close()
         self._queued: list[tuple[tuple[str, int, int], asyncio.Future]] = []
         self._sent: list[asyncio.Future] = []
@@ -233,7 +251,11 @@ class _Worker:
 
 def _worker_main(conn: Connection, factory: Any, seed: int, env_ids: list[int], shm_name: str,
                  spec: ObsSpec) -> None:
-    """Worker process: build its games, then answer batches of (op, env id, action) until None."""
+    """Worker process: build its games, then answer batches of (op, env id, action) until None
+    (or until the parent's end of the pipe closes)."""
+    for signum in TERMINAL_SIGNALS:
+        signal.signal(signum, signal.SIG_IGN)
+    signal.pthread_sigmask(signal.SIG_UNBLOCK, TERMINAL_SIGNALS)
     shm = SharedMemory(name=shm_name)
     try:
         frames = np.ndarray((max(env_ids) + 1, *spec.shape), spec.dtype, buffer=shm.buf)
@@ -244,7 +266,7 @@ def _worker_main(conn: Connection, factory: Any, seed: int, env_ids: list[int], 
                               f"--- worker traceback ---\n{traceback.format_exc()}"))
             return
         conn.send((True, None))
-        while (ops := conn.recv()) is not None:
+        while (ops := _receive(conn)) is not None:
             replies: list[tuple[bool, Any]] = []
             for op, env_id, action in ops:
                 try:
@@ -258,9 +280,20 @@ def _worker_main(conn: Connection, factory: Any, seed: int, env_ids: list[int], 
                 except Exception as exc:  # sent to the awaiting coroutine with the full traceback
                     replies.append((False, f"env {env_id}: {type(exc).__name__}: {exc}\n"
                                            f"--- worker traceback ---\n{traceback.format_exc()}"))
-            conn.send(replies)
+            try:
+                conn.send(replies)
+            except (BrokenPipeError, ConnectionResetError):
+                break  # the parent is gone: nobody to answer
         for game in games.values():
             game.close()
         del frames
     finally:
         shm.close()
+
+
+def _receive(conn: Connection) -> Any:
+    """The parent's next batch; None when told to stop or when the parent's end has closed."""
+    try:
+        return conn.recv()
+    except EOFError:
+        return None

@@ -18,6 +18,14 @@ from ezero_async.errors import UnknownGameError
 MINATAR_GAMES = ("Asterix", "Breakout", "Freeway", "Seaquest", "SpaceInvaders")
 CLASSIC_GAMES = {"CartPole": "CartPole-v1", "Acrobot": "Acrobot-v1"}
 FAMILY_PRESET = {"atari": "atari100k", "minatar": "minatar", "classic": "cartpole"}
+FAMILY_DISPLAY = {"atari": "Atari", "minatar": "MinAtar", "classic": "classic-control"}
+"""Family -> its name in messages."""
+
+
+def _a_family(family: str) -> str:
+    """'an Atari', 'a MinAtar', 'a classic-control': the family's display name with its article."""
+    display = FAMILY_DISPLAY.get(family, family)
+    return f"{'an' if display[:1].lower() in 'aeiou' else 'a'} {display}"
 
 
 @dataclass(frozen=True)
@@ -28,6 +36,17 @@ class GameId:
     """gymnasium id, e.g. 'ALE/Breakout-v5'."""
     name: str
     """Short display name, e.g. 'Breakout'."""
+
+    @property
+    def label(self) -> str:
+        """The name as a user types it, unambiguous across families: 'Breakout' (Atari),
+        'MinAtar/Breakout', 'CartPole' (Aim experiments, summaries, reports)."""
+        return f"MinAtar/{self.name}" if self.family == "minatar" else self.name
+
+    @property
+    def slug(self) -> str:
+        """File-name form carrying the family: 'atari-Breakout', 'minatar-Breakout' (run dirs)."""
+        return f"{self.family}-{self.name}"
 
 
 def _key(name: str) -> str:
@@ -72,7 +91,7 @@ def resolve_game(name: str, family: str = "auto") -> GameId:
         others = [f for f in ("atari", "minatar", "classic") if f != family
                   and _key(name) in {_key(n) for n in game_names(f)}]
         if others:
-            raise UnknownGameError(f"{name!r} is not a {family} game but a {others[0]} one: "
+            raise UnknownGameError(f"{name!r} is not {_a_family(family)} game but {_a_family(others[0])} one: "
                                    f"use --preset {FAMILY_PRESET[others[0]]} (or set env.family)")
         close = difflib.get_close_matches(_key(name), list(by_key), n=5, cutoff=0.5)
         hint = f"did you mean {', '.join(by_key[c] for c in close)}?" if close else \

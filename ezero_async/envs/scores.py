@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
+    from ezero_async.config.sections import EnvConfig
     from ezero_async.envs.registry import GameId
 
 RANDOM_HUMAN = {
@@ -19,10 +20,25 @@ RANDOM_HUMAN = {
 }
 
 
-def human_normalised(game: GameId, score: float) -> float | None:
+PROTOCOL_MAX_FRAMES = 108_000
+"""Longest evaluation episode of the Atari 100k protocol: 27k agent steps at frame skip 4 (30
+minutes of play). Scores of episodes capped shorter are not comparable with the references."""
+
+
+def human_normalised(game: GameId, score: float, max_frames: int | None = None) -> float | None:
     """HNS of an Atari 100k game, None for games outside the benchmark (MinAtar reuses some of
-    the names, so the family is checked too)."""
+    the names, so the family is checked too) and for evaluations whose episodes were capped
+    below the protocol's PROTOCOL_MAX_FRAMES (max_frames None: uncapped)."""
     if game.family != "atari" or game.name not in RANDOM_HUMAN:
+        return None
+    if max_frames is not None and max_frames < PROTOCOL_MAX_FRAMES:
         return None
     random, human = RANDOM_HUMAN[game.name]
     return (score - random) / (human - random)
+
+
+def episode_cap_frames(env: EnvConfig, max_steps: int | None) -> int:
+    """Frames an evaluation episode may last: the env's evaluation cap, or an evaluation's own
+    shorter one (max_steps agent steps), times the frame skip."""
+    steps = env.eval_max_episode_steps if max_steps is None else min(max_steps, env.eval_max_episode_steps)
+    return steps * env.frame_skip

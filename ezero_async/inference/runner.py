@@ -52,6 +52,11 @@ class ModelRunner:
             thread.start()
 
     @property
+    def workers(self) -> int:
+        """Inference threads (1 when inline: the event loop's thread does the calls)."""
+        return len(self._busy)
+
+    @property
     def busy_s(self) -> float:
         """Seconds spent in calls, summed over inference threads (for timing/ metrics)."""
         return sum(self._busy)

@@ -156,9 +156,12 @@ class SearchService:
                 if timeout is None:
                     await self._wake.wait()
                 else:
+                    # Not asyncio.wait_for: on Python 3.11 it swallows a cancellation that lands
+                    # as the event fires, and this task then never ends (a stop that hung).
                     try:
-                        await asyncio.wait_for(self._wake.wait(), timeout)
-                    except asyncio.TimeoutError:
+                        async with asyncio.timeout(timeout):
+                            await self._wake.wait()
+                    except TimeoutError:
                         pass
         finally:
             for task in self._groups:

@@ -7,6 +7,7 @@ stages the next batch between the two.
 from __future__ import annotations
 
 import contextlib
+import threading
 from typing import Any, NamedTuple
 
 import numpy as np
@@ -82,6 +83,35 @@ def make_optimizer(model: torch.nn.Module, cfg: LearnerConfig) -> torch.optim.Op
     raise ValueError(f"optimizer must be sgd or adam, got {cfg.optimizer!r}")
 
 
+class UpdateAborted(Exception):
+    """A stop dropped the update in progress; the learner is exactly as before that update."""
+
+
+class _AbortPoints:
+    """Where an update in progress checks whether a stop wants it dropped: before each call of
+    the model's top-level modules (forward) and when the gradient of each of their inputs is
+    computed (backward). On a CPU an Atari update takes seconds; these points are a small
+    fraction of one apart, so a stop waits for that fraction, not for the update."""
+
+    def __init__(self, model: torch.nn.Module, flag: threading.Event) -> None:
+        self.flag = flag
+        for module in model.children():
+            module.register_forward_pre_hook(self._forward)
+
+    def check(self) -> None:
+        if self.flag.is_set():
+            raise UpdateAborted
+
+    def _forward(self, module: torch.nn.Module, args: tuple) -> None:
+        self.check()
+        for arg in args:
+            if isinstance(arg, torch.Tensor) and arg.requires_grad:
+                arg.register_hook(self._backward)
+
+    def _backward(self, grad: torch.Tensor) -> None:
+        self.check()
+
+
 class Learner:
     """Owns the online model (train mode), the optimiser and the step counter.
 
@@ -109,6 +139,10 @@ class Learner:
         self.scaler = torch.amp.GradScaler("cuda") if self.amp_dtype == torch.float16 else None
         self.generator = torch.Generator(device=self.device)
         self.generator.manual_seed(seed)
+        self.abort = threading.Event()
+        """Set by a stop: the update in progress raises UpdateAborted at its next abort point and
+        leaves the learner as before it (CPU only: on a GPU an update takes milliseconds)."""
+        self._abort_points = _AbortPoints(self.model, self.abort) if self.device.type == "cpu" else None
 
     def launch(self, batch: DeviceBatch) -> PendingUpdate:
         """Enqueue forward, backward and the optimiser step for `batch` (must be for the current
@@ -119,21 +153,27 @@ class Learner:
         for group in self.optimizer.param_groups:
             group["lr"] = lr
         self.optimizer.zero_grad(set_to_none=True)
-        autocast = (torch.autocast(self.device.type, dtype=self.amp_dtype) if self.amp_dtype is not None
-                    else contextlib.nullcontext())
-        with autocast:
-            out = unrolled_loss(self.model, batch, self.cfg, self.frame_stack, self.augment, self.generator)
-        # Every term's gradient is scaled by 1/K.
-        scaled = out.loss / self.cfg.unroll_steps
         params = [p for p in self.model.parameters() if p.requires_grad]
+        # Forward and backward change only the BatchNorm statistics and the augmentation RNG
+        # (parameters and optimizer state change in the step): what a dropped update restores.
+        before = self._before_update() if self._abort_points is not None else None
+        try:
+            autocast = (torch.autocast(self.device.type, dtype=self.amp_dtype) if self.amp_dtype is not None
+                        else contextlib.nullcontext())
+            with autocast:
+                out = unrolled_loss(self.model, batch, self.cfg, self.frame_stack, self.augment, self.generator)
+            # Every term's gradient is scaled by 1/K.
+            scaled = out.loss / self.cfg.unroll_steps
+            (self.scaler.scale(scaled) if self.scaler is not None else scaled).backward()
+        except UpdateAborted:
+            self._drop_update(before)
+            raise
         if self.scaler is not None:
-            self.scaler.scale(scaled).backward()
             self.scaler.unscale_(self.optimizer)
             norm = torch.nn.utils.clip_grad_norm_(params, self.cfg.grad_clip)
             self.scaler.step(self.optimizer)  # skips the step on inf/nan gradients
             self.scaler.update()
         else:
-            scaled.backward()
             norm = torch.nn.utils.clip_grad_norm_(params, self.cfg.grad_clip)
             self.optimizer.step()
         priorities = (out.value0 - batch.target_value[:, 0]).abs() + self.priority_eps
@@ -142,6 +182,21 @@ class Learner:
         pending = PendingUpdate(step=self.step, lr=lr, indices=batch.indices, readback=readback)
         self.step += 1
         return pending
+
+    def _before_update(self) -> tuple[dict[str, torch.Tensor], torch.Tensor]:
+        buffers = {name: buf.detach().clone() for name, buf in self.model.named_buffers()}
+        return buffers, self.generator.get_state()
+
+    def _drop_update(self, before: tuple[dict[str, torch.Tensor], torch.Tensor] | None) -> None:
+        """Undo what a dropped update's forward and backward changed."""
+        if before is None:
+            return
+        buffers, generator = before
+        with torch.no_grad():
+            for name, buf in self.model.named_buffers():
+                buf.copy_(buffers[name])
+        self.generator.set_state(generator)
+        self.optimizer.zero_grad(set_to_none=True)
 
     def finish(self, pending: PendingUpdate) -> UpdateResult:
         """Read the update back: the one device -> host sync point of a step."""

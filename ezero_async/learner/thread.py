@@ -18,7 +18,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from ezero_async.learner.learner import Learner, LossStats, UpdateResult
+from ezero_async.learner.learner import Learner, LossStats, UpdateAborted, UpdateResult
 from ezero_async.learner.transfer import BatchMover, DeviceBatch, check_batch
 from ezero_async.learner.weights import WeightStore
 from ezero_async.replay.batch import TrainingBatch
@@ -75,9 +75,13 @@ class LearnerThread:
     def start(self) -> None:
         self._thread.start()
 
-    def stop(self) -> None:
-        """Request a clean stop between steps (returns at once; join() waits)."""
+    def stop(self, drop_update: bool = False) -> None:
+        """Request a clean stop between steps (returns at once; join() waits). drop_update: also
+        drop the update in progress, leaving the learner as before it (a signal's stop; on a
+        CPU an Atari update takes seconds)."""
         self._stop.set()
+        if drop_update:
+            self.learner.abort.set()
 
     def join(self, timeout: float | None = None) -> None:
         """Wait for the thread to end, then re-raise its error, if any."""
@@ -106,8 +110,11 @@ class LearnerThread:
         updates (on this thread, or on any thread once it has stopped): the learner's state and
         every weights version the stores hold (self-play and reanalysis of the steps after a
         resume ask for exactly these versions)."""
-        return {"learner": _host_copy(self.learner.state_dict()),
-                "online": _held_versions(self.online), "target": _held_versions(self.target)}
+        weights = WeightsPool()
+        learner = _host_copy(self.learner.state_dict())
+        learner["model"] = weights.intern(learner["model"])
+        return {"learner": learner, "online": _held_versions(self.online, weights),
+                "target": _held_versions(self.target, weights)}
 
     # ------------------------------------------------------------ thread side
 
@@ -133,7 +140,12 @@ class LearnerThread:
             self._publish(self.learner.step)
             start = time.perf_counter()
             self.mover.ready(current)  # compute waits for the copy on the device, not the host
-            pending = self.learner.launch(current)
+            try:
+                pending = self.learner.launch(current)
+            except UpdateAborted:
+                self.mover.done(current)
+                staged = (batch, current)  # dropped below, like a batch staged when the stop came
+                break
             self.mover.done(current)
             launched = time.perf_counter()
             # Overlap: stage the next batch while the device runs update s.
@@ -202,13 +214,38 @@ def _older(store: WeightStore, step: int) -> bool:
     return newest is None or newest < step
 
 
-def _held_versions(store: WeightStore | None) -> list[dict]:
+class WeightsPool:
+    """Makes equal weight tensors one tensor object, so torch.save writes each distinct tensor
+    once: a checkpoint's weight versions mostly equal each other or the learner's own weights
+    (the newest online version is the learner's model; a target version often equals an online
+    one). Only model state dicts go through it: they are copied into modules on load, so the
+    shared storage never aliases live state (optimizer buffers would: they stay private)."""
+
+    def __init__(self) -> None:
+        self._seen: dict[tuple[torch.dtype, tuple[int, ...]], list[torch.Tensor]] = {}
+        self.shared = 0
+        """Tensors replaced by an equal one seen before."""
+
+    def intern(self, state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+        out = {}
+        for name, tensor in state.items():
+            candidates = self._seen.setdefault((tensor.dtype, tuple(tensor.shape)), [])
+            same = next((t for t in candidates if torch.equal(t, tensor)), None)
+            if same is None:
+                candidates.append(tensor)
+            else:
+                self.shared += 1
+            out[name] = tensor if same is None else same
+        return out
+
+
+def _held_versions(store: WeightStore | None, weights: WeightsPool) -> list[dict]:
     if store is None:
         return []
     held = []
     for version in store.versions():
         with store.read(version) as (_, state):
-            held.append({"version": version, "model": _host_copy(state)})
+            held.append({"version": version, "model": weights.intern(_host_copy(state))})
     return held
 
 

@@ -42,7 +42,7 @@ def recommend(r: ProfileReport) -> list[Advice]:
     s, st = r.setup, r.stages
     out: list[Advice] = []
     on_gpu = s.device.startswith("cuda")
-    inference_busy = (st["inference_net"] + st["tree"]) / max(s.searches_in_flight, 1)
+    inference_busy = st["inference_net"] + st["tree"]  # both averaged over the inference threads
     loop_saturated = r.loop_busy >= SATURATED
     learner_saturated = st["learner_update"] + st["learner_stage"] >= SATURATED
 
@@ -70,13 +70,16 @@ def recommend(r: ProfileReport) -> list[Advice]:
                           f"lower --num-envs (now {s.num_envs}) if groups stay full without them"
                           if r.group_fill >= SMALL_GROUPS else
                           "the loop cannot take more work: keep --num-envs, and give the machine a faster core"))
-    if learner_saturated and st["pacer_wait"] >= HELD_BACK:
+    learner_bound = learner_saturated and st["pacer_wait"] >= HELD_BACK
+    if learner_bound:
         out.append(Advice(f"the learner is the bottleneck: it computes {100 * st['learner_update']:.0f}% of the time "
                           f"and self-play is held back by the replay ratio {100 * st['pacer_wait']:.0f}% of the time",
                           ("turn on mixed precision (learner.amp, now 'off')" if on_gpu and s.amp == "off" else
-                           "a faster device for the learner" if not on_gpu else
-                           f"a smaller learner.batch_size (now {s.batch_size}) or a smaller model")
-                          + "; more envs or search capacity will not raise throughput"))
+                           f"a smaller learner.batch_size (now {s.batch_size}) or a smaller model" if on_gpu else
+                           "a faster device for the learner (--device cuda)")
+                          + ("; more envs or search capacity will not raise throughput" if on_gpu else
+                             "; more search capacity will not raise throughput, fewer and larger search calls "
+                             "only help by leaving the learner more of the shared cores")))
     if inference_busy >= SATURATED:
         if on_gpu and r.gpu_util is not None and r.gpu_util < GPU_IDLE:
             out.append(Advice(f"inference threads are {100 * inference_busy:.0f}% busy but the GPU is "
@@ -86,13 +89,15 @@ def recommend(r: ProfileReport) -> list[Advice]:
         else:
             no_room = cores_saturated and not on_gpu
             out.append(Advice(f"inference threads are {100 * inference_busy:.0f}% busy (network "
-                              f"{100 * st['inference_net']:.0f}%, tree {100 * st['tree']:.0f}% summed over "
-                              f"{s.searches_in_flight})",
+                              f"{100 * st['inference_net']:.0f}%, tree {100 * st['tree']:.0f}%, each averaged over "
+                              f"{s.searches_in_flight} threads)",
                               (f"the network is the limit on these cores: fewer search.num_simulations (now "
                                f"{s.num_simulations}), a smaller model, or a GPU" if no_room else
                                f"raise batcher.searches_in_flight (now {s.searches_in_flight}): the cores or the "
                                f"GPU have room")))
-    if r.group_fill < SMALL_GROUPS and not loop_saturated:
+    # With the learner setting the pace, group size matters only on CPU (where small calls take
+    # cores from the learner); on a GPU the advice would contradict the one above.
+    if r.group_fill < SMALL_GROUPS and not loop_saturated and not (learner_bound and on_gpu):
         if s.num_envs < s.max_batch:
             action = (f"raise --num-envs (now {s.num_envs}) towards batcher.max_batch ({s.max_batch}), or lower "
                       f"max_batch to {s.num_envs}: self-play groups can never fill otherwise")

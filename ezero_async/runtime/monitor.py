@@ -14,8 +14,9 @@ import math
 import statistics
 import sys
 import time
+from collections import deque
 from pathlib import Path
-from typing import IO, Protocol
+from typing import IO, Callable, Protocol
 
 from ezero_async.envs.registry import GameId
 from ezero_async.envs.scores import human_normalised
@@ -48,26 +49,55 @@ class MetricsFile:
         self._file.close()
 
 
-class ProgressLine:
-    """One progress line on stderr: rewritten in place on a terminal; on a pipe or file, a
-    plain line per snapshot only when `every_line` (quiet by default in CI logs), evaluation
-    results always."""
+ETA_WINDOW_S = 300.0
+"""The ETA uses the training rate over this many seconds: a momentary stop (an evaluation, the
+first reanalysed batch) does not make it vanish or jump."""
 
-    def __init__(self, total_env_steps: int, total_training_steps: int, stream: IO[str] | None = None,
-                 every_line: bool = False) -> None:
+
+class ProgressLine:
+    """Progress for a person: on a terminal (stderr is a TTY), one line rewritten in place at
+    every snapshot; without one (nohup, a batch job, a log file), one plain line to stdout every
+    `plain_interval_s`. mode 'plain' forces plain lines, 'off' keeps only evaluation results and
+    notes. Evaluation results and notes (`note`) always go to stderr, each on its own line.
+
+    `waiting_on` names what the run waits for; the line shows it whenever neither counter moved
+    since the previous line (a run that seems frozen says why)."""
+
+    def __init__(self, total_env_steps: int, total_training_steps: int, *, mode: str = "auto",
+                 plain_interval_s: float = 60.0, waiting_on: Callable[[], str] | None = None,
+                 stream: IO[str] | None = None, plain_stream: IO[str] | None = None) -> None:
         self.stream = stream if stream is not None else sys.stderr
-        self.tty = self.stream.isatty()
-        self.every_line = every_line
+        self.plain_stream = plain_stream if plain_stream is not None else sys.stdout
+        self.live = mode == "auto" and self.stream.isatty()
+        self.plain = mode == "plain" or (mode == "auto" and not self.live)
+        self.plain_interval_s = plain_interval_s
+        self.waiting_on = waiting_on
         self.totals = (total_env_steps, total_training_steps)
+        self._history: deque[tuple[float, int]] = deque()
+        self._last_counters: tuple[int, int] | None = None
+        self._last_plain = -math.inf
         self._dirty = False
 
     def emit(self, env_steps: int, training_steps: int, metrics: Metrics) -> None:
         if "eval/return_mean" in metrics:
-            self._write(f"eval @ training step {training_steps} ({env_steps} env steps): return {metrics['eval/return_mean']:.2f} "
-                        f"+- {metrics['eval/return_std']:.2f} ({int(metrics['eval/episodes'])} episodes)", final=True)
+            text = (f"eval @ training step {training_steps} ({env_steps} env steps): return "
+                    f"{metrics['eval/return_mean']:.2f} +- {metrics['eval/return_std']:.2f} "
+                    f"({int(metrics['eval/episodes'])} episodes)")
+            self.note(text)
             return
-        if not (self.tty or self.every_line):
-            return
+        now = time.monotonic()
+        line = self.line(env_steps, training_steps, metrics, now)
+        if self.live:
+            self.stream.write("\r\x1b[2K" + line)
+            self.stream.flush()
+            self._dirty = True
+        elif self.plain and now - self._last_plain >= self.plain_interval_s:
+            self._last_plain = now
+            self.plain_stream.write(time.strftime("%H:%M:%S ") + line + "\n")
+            self.plain_stream.flush()
+
+    def line(self, env_steps: int, training_steps: int, metrics: Metrics, now: float) -> str:
+        """The progress line of one snapshot (also keeps the history behind the ETA)."""
         env_total, train_total = self.totals
         parts = [f"env {env_steps}/{env_total}", f"train {training_steps}/{train_total}"]
         rate = metrics.get("throughput/env_steps_per_s")
@@ -77,23 +107,30 @@ class ProgressLine:
             parts.append(f"return(10) {metrics['train/return_last10']:.1f}")
         if "loss/total" in metrics:
             parts.append(f"loss {metrics['loss/total']:.3f}")
-        eta = metrics.get("throughput/eta_s")
-        if eta is not None and math.isfinite(eta):
-            parts.append(f"eta {_duration(eta)}")
-        self._write(" | ".join(parts), final=not self.tty)
+        self._history.append((now, training_steps))
+        while len(self._history) > 1 and now - self._history[0][0] > ETA_WINDOW_S:
+            self._history.popleft()
+        first_time, first_steps = self._history[0]
+        if training_steps > first_steps and now > first_time:
+            remaining = (train_total - training_steps) / ((training_steps - first_steps) / (now - first_time))
+            parts.append(f"eta {_duration(remaining)}")
+        counters = (env_steps, training_steps)
+        if counters == self._last_counters and self.waiting_on is not None:
+            parts.append(f"waiting on {self.waiting_on()}")
+        self._last_counters = counters
+        return " | ".join(parts)
 
-    def _write(self, text: str, final: bool) -> None:
-        if self.tty:
-            self.stream.write("\r\x1b[2K" + text + ("\n" if final else ""))
-        else:
-            self.stream.write(text + "\n")
+    def note(self, text: str) -> None:
+        """A line of its own on stderr (after the live line, which is redrawn at the next snapshot)."""
+        self.stream.write(("\r\x1b[2K" if self._dirty else "") + text + "\n")
         self.stream.flush()
-        self._dirty = self.tty and not final
+        self._dirty = False
 
     def close(self) -> None:
         if self._dirty:
             self.stream.write("\n")
             self.stream.flush()
+            self._dirty = False
 
 
 def _duration(seconds: float) -> str:
@@ -115,8 +152,10 @@ class RateMeter:
         return (value - last[1]) / (now - last[0])
 
 
-def eval_metrics(returns: list[float], lengths: list[int], game: GameId) -> Metrics:
-    """eval/ metrics of one evaluation of `game` (human-normalised for games with reference scores)."""
+def eval_metrics(returns: list[float], lengths: list[int], game: GameId, max_frames: int | None = None) -> Metrics:
+    """eval/ metrics of one evaluation of `game`; human-normalised for games with reference scores
+    whose episodes were allowed the protocol's length (max_frames: the episodes' cap in frames,
+    None for uncapped)."""
     mean = statistics.fmean(returns) if returns else math.nan
     metrics: Metrics = {
         "eval/episodes": float(len(returns)),
@@ -124,7 +163,7 @@ def eval_metrics(returns: list[float], lengths: list[int], game: GameId) -> Metr
         "eval/return_std": statistics.pstdev(returns) if returns else math.nan,
         "eval/length_mean": statistics.fmean(lengths) if lengths else math.nan,
     }
-    hns = human_normalised(game, mean) if returns else None
+    hns = human_normalised(game, mean, max_frames) if returns else None
     if hns is not None:
         metrics["eval/human_normalised"] = hns
     return metrics
@@ -168,18 +207,21 @@ class Monitor:
         self._wait_seen = 0.0
 
     def stage_seconds(self) -> dict[str, float]:
-        """Cumulative busy seconds per stage, normalised so that 1.0 per wall second means one
-        fully busy thread (threads' own times) or every coroutine of the stage waiting (the
-        *_wait stages of env and reanalysis coroutines, averaged over coroutines)."""
+        """Cumulative busy seconds per stage, normalised so that 1.0 per wall second means the
+        stage's whole capacity: its one thread fully busy, every inference thread busy (network
+        and tree averaged over the inference threads), or every coroutine of the stage waiting
+        (the *_wait stages of env and reanalysis coroutines, averaged over coroutines). So every
+        timing/*_frac metric is a fraction in [0, 1]."""
         play, re = self.stats.waits.seconds(), self.reanalysis.waits.seconds()
+        threads = self.runner.workers
         tree = self.service.tree_s
         return {
             "env_wait": play["env"] / self.num_envs,
             "search_wait": play["search"] / self.num_envs,
             "pacer_wait": play["pacer"] / self.num_envs,
             "replay_append": self.stats.timing["replay"],
-            "inference_net": self.runner.busy_s - tree,
-            "tree": tree,
+            "inference_net": (self.runner.busy_s - tree) / threads,
+            "tree": tree / threads,
             "replay_assembly": self.reanalysis.timing["assemble"],
             "reanalyse_targets_wait": re["targets"] / self.reanalyse_workers,
             "reanalyse_queue_full_wait": re["queue_full"] / self.reanalyse_workers,

@@ -146,6 +146,17 @@ class Pacer:
     async def wait_trained(self, steps: int) -> None:
         await self._wait(lambda: self.trained >= steps)
 
+    def waiting_on(self) -> str:
+        """What the next update waits for, in words (progress lines of a run that seems frozen)."""
+        if self.trained >= self.total_steps:
+            return "the final evaluation"
+        if self.trained < self.built:
+            return f"the learner (update {self.trained + 1} of {self.total_steps})"
+        need = self.transitions_for(self.built)
+        if self.collected < need:
+            return f"self-play ({self.collected} of the {need} transitions batch {self.built} samples from)"
+        return f"replay sampling and reanalysis (building batch {self.built})"
+
     def stalled(self, timeout: float) -> str | None:
         """When no stage has progressed for `timeout` s, the stage the others are waiting on:
         'train' if the learner holds built batches it has not finished, else 'collect' if the next

@@ -26,6 +26,7 @@ from ezero_async.config.sections import RunConfig
 from ezero_async.config.values import config_to_dict
 from ezero_async.envs.pool import EnvPool, GameFactory
 from ezero_async.envs.registry import resolve_game
+from ezero_async.envs.scores import episode_cap_frames
 from ezero_async.errors import UserError
 from ezero_async.inference.runner import ModelRunner
 from ezero_async.inference.search_service import SearchService
@@ -123,8 +124,12 @@ async def _train(config: RunConfig, run_dir: Path, device: torch.device, resume:
         torch.set_rng_state(checkpoint["torch_rng"])
     loop = asyncio.get_running_loop()
     parts = RunParts()
+    pacer = Pacer(rt, lc)
+    progress = ProgressLine(rt.env_steps, pacer.total_steps, mode=config.tracking.progress,
+                            plain_interval_s=config.tracking.progress_interval_s, waiting_on=pacer.waiting_on)
+    say = progress.note
     signalled: asyncio.Future = loop.create_future()
-    stop_signals = _catch_signals(loop, signalled)
+    stop_signals = _catch_signals(loop, signalled, say)
     write_checkpoint = None
     try:
         workers = 0 if rt.serial else None
@@ -142,7 +147,6 @@ async def _train(config: RunConfig, run_dir: Path, device: torch.device, resume:
         versions_held = math.ceil((rt.self_play_lag + lc.publish_interval) / lc.publish_interval) + 2
         online = WeightStore(max(2, versions_held), name="online")
         target = WeightStore(3, name="target")
-        pacer = Pacer(rt, lc)
         stats = EpisodeStats()
         reanalysis = ReanalyseStats()
         evaluations: list[dict[str, Any]] = []
@@ -188,13 +192,13 @@ async def _train(config: RunConfig, run_dir: Path, device: torch.device, resume:
         parts.runner = ModelRunner(make_model, device, {"online": online, "target": target, "evaluation": evaluation},
                                    inline=rt.serial, workers=config.batcher.searches_in_flight)
         service = SearchService(parts.runner, config.search, config.batcher, num_actions, serial=rt.serial)
-        sinks: list[Sink] = [MetricsFile(run_dir / "metrics.jsonl"), ProgressLine(rt.env_steps, pacer.total_steps),
+        sinks: list[Sink] = [MetricsFile(run_dir / "metrics.jsonl"), progress,
                              *extra_sinks]
         aim = None
         if config.tracking.aim:
             from ezero_async.tracking.aim_sink import AimSink, repo_for
 
-            aim = AimSink(repo_for(config.tracking.aim_repo, run_dir), experiment=game.name, run_name=run_dir.name,
+            aim = AimSink(repo_for(config.tracking.aim_repo, run_dir), experiment=game.label, run_name=run_dir.name,
                           hparams=config_to_dict(config),
                           run_hash=checkpoint.get("aim_run") if checkpoint is not None else None)
             sinks.append(aim)  # last: Monitor.close closes the file sinks first
@@ -225,13 +229,17 @@ async def _train(config: RunConfig, run_dir: Path, device: torch.device, resume:
                 write_checkpoint(step, snapshot)
                 checkpoints.task_done()
 
+        async def fail_fast() -> None:
+            """Raise the learner's exception (traceback intact) or Interrupted the moment either
+            arrives, whatever the run is doing (training, a periodic or the final evaluation):
+            raising inside the task group cancels every other task."""
+            done, _ = await asyncio.wait((learner_failed, signalled), return_when=asyncio.FIRST_COMPLETED)
+            for failure in done:
+                failure.result()
+
         async def supervise() -> None:
-            """Fail fast on a learner error or a signal; name a stalled stage; stop when asked;
-            return when training is done."""
+            """Name a stalled stage; stop when asked; return when training is done."""
             while pacer.trained < pacer.total_steps:
-                for failure in (learner_failed, signalled):
-                    if failure.done():
-                        failure.result()  # raises the learner's exception (traceback intact) or Interrupted
                 reason = stop_when() if stop_when is not None else None
                 if reason is not None:
                     raise StopRequested(reason)
@@ -251,7 +259,7 @@ async def _train(config: RunConfig, run_dir: Path, device: torch.device, resume:
                 await parts.runner.call(_copy_version, online, evaluation, version, eval_model)
             result = await evaluate(parts.eval_pool, service, version, episodes, stack, max_steps,
                                     kind="evaluation")
-            metrics = eval_metrics(result.returns, result.lengths, game)
+            metrics = eval_metrics(result.returns, result.lengths, game, episode_cap_frames(config.env, max_steps))
             evaluations.append({"training_steps": version, "env_steps": pacer.transitions_for(version),
                                 **{k.removeprefix("eval/"): v for k, v in metrics.items()}})
             parts.monitor.emit(metrics, env_steps=pacer.transitions_for(version), training_steps=version)
@@ -270,6 +278,7 @@ async def _train(config: RunConfig, run_dir: Path, device: torch.device, resume:
                                rt.eval_episodes)
 
         async with asyncio.TaskGroup() as group:
+            watcher = group.create_task(fail_fast(), name="fail-fast")
             dispatcher = group.create_task(service.run(), name="search-dispatcher")
             monitor = group.create_task(parts.monitor.run(config.tracking.log_interval_s), name="monitor")
             evals = group.create_task(periodic_evals(), name="periodic-eval")
@@ -293,17 +302,25 @@ async def _train(config: RunConfig, run_dir: Path, device: torch.device, resume:
             parts.monitor.emit(parts.monitor.snapshot())
             monitor.cancel()
             dispatcher.cancel()
-        summary = _summary(config, game.name, final, evaluations, pacer, stats, train_wall,
+            watcher.cancel()
+        summary = _summary(config, game.label, final, evaluations, pacer, stats, train_wall,
                            prior_wall + time.monotonic() - started, service, parts, learner.model, resumed_at)
         write_text_atomic(run_dir / "summary.json", json.dumps(summary, indent=2))
     except BaseException as exc:
         _restore_signals(loop, stop_signals)
+        _retrieve(signalled)
         interrupt = _interrupt_in(exc)
         if interrupt is not None and write_checkpoint is not None and parts.learner_thread is not None:
             # A requested stop keeps everything so far: a last checkpoint (which flushes the replay).
-            parts.learner_thread.stop()
-            parts.learner_thread.join(timeout=60.0)
-            write_checkpoint(parts.learner_thread.learner.step, parts.learner_thread.snapshot())
+            thread = parts.learner_thread
+            thread.stop(drop_update=True)
+            if thread.is_alive():
+                say(f"stopping: the learner drops its update in progress ({thread.step} done) ...")
+            thread.join(timeout=60.0)
+            say(f"stopping: writing the exit checkpoint after {thread.step} updates and flushing the replay ...")
+            write_checkpoint(thread.learner.step, thread.snapshot())
+        if interrupt is not None:
+            say("stopping: closing env workers, inference threads and shared memory ...")
         for error in parts.close():
             if error is not exc:
                 exc.add_note(f"while shutting down: {type(error).__name__}: {error}")
@@ -311,20 +328,23 @@ async def _train(config: RunConfig, run_dir: Path, device: torch.device, resume:
             raise interrupt from None
         raise
     _restore_signals(loop, stop_signals)
+    _retrieve(signalled)  # a signal during the last moments of a finished run changes nothing
     errors = parts.close()
     if errors:
         raise errors[0]
     return summary
 
 
-def _catch_signals(loop: asyncio.AbstractEventLoop, signalled: asyncio.Future) -> list[int]:
-    """First SIGINT/SIGTERM: stop the run cleanly (the supervisor raises Interrupted); the
+def _catch_signals(loop: asyncio.AbstractEventLoop, signalled: asyncio.Future, say: Callable[[str], None]) -> list[int]:
+    """First SIGINT/SIGTERM: stop the run cleanly (the fail-fast task raises Interrupted); the
     handler is then removed, so a second one acts at once (KeyboardInterrupt, or termination)."""
     caught = []
 
     def handler(signum: int) -> None:
         if not signalled.done():
             signalled.set_exception(Interrupted(signum))
+            say(f"stopping ({signal.Signals(signum).name}): a checkpoint of the updates done so far follows; a "
+                "second signal stops at once, without one")
         _restore_signals(loop, caught)
 
     for signum in (signal.SIGINT, signal.SIGTERM):
@@ -334,6 +354,13 @@ def _catch_signals(loop: asyncio.AbstractEventLoop, signalled: asyncio.Future) -
             continue
         caught.append(signum)
     return caught
+
+
+def _retrieve(future: asyncio.Future) -> None:
+    """Mark a failure future's exception as seen once the run has dealt with it (asyncio would
+    otherwise log 'Future exception was never retrieved' at exit)."""
+    if future.done() and not future.cancelled():
+        future.exception()
 
 
 def _restore_signals(loop: asyncio.AbstractEventLoop, signums: list[int]) -> None:
@@ -351,11 +378,19 @@ def _interrupt_in(exc: BaseException) -> StopRequested | None:
     return None
 
 
+def finished_run(run_dir: Path) -> str | None:
+    """Why `run_dir` cannot be resumed because it already finished, or None."""
+    if (run_dir / "summary.json").exists():
+        return (f"{run_dir} already finished (summary.json exists): nothing to resume; evaluate it with "
+                f"python -m ezero_async.evaluate {run_dir}")
+    return None
+
+
 def _resume_point(run_dir: Path) -> dict[str, Any]:
     """The newest checkpoint of a run that can be resumed (UserError with what to do otherwise)."""
-    if (run_dir / "summary.json").exists():
-        raise UserError(f"{run_dir} already finished (summary.json exists): nothing to resume; evaluate it with "
-                        f"python -m ezero_async.evaluate {run_dir}")
+    problem = finished_run(run_dir)
+    if problem is not None:
+        raise UserError(problem)
     checkpoint = load_checkpoint(run_dir)
     for key in ("online", "torch_rng"):
         if key not in checkpoint:

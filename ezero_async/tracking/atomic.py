@@ -13,14 +13,29 @@ from pathlib import Path
 from typing import Iterator
 
 
+def _read_umask() -> int:
+    mask = os.umask(0o022)  # reading the umask means setting it: set it straight back
+    os.umask(mask)
+    return mask
+
+
+UMASK = _read_umask()
+"""The process umask, read once at import (os.umask is process-wide: no thread reads it later)."""
+
+
 @contextlib.contextmanager
 def atomic_path(final: Path) -> Iterator[Path]:
     """`with atomic_path(final) as tmp:` write tmp; on success it replaces `final`, on failure
     it is removed. Temp names are `.<final name>.<random>.tmp`."""
     final = Path(final)
     fd, name = tempfile.mkstemp(prefix=f".{final.name}.", suffix=".tmp", dir=final.parent)
-    os.close(fd)
     tmp = Path(name)
+    try:
+        # mkstemp creates 0600; a run's files get the mode any new file gets (0644 under the
+        # usual umask 022), so colleagues on a shared machine can read a run.
+        os.fchmod(fd, 0o666 & ~UMASK)
+    finally:
+        os.close(fd)
     try:
         yield tmp
         with open(tmp, "rb+") as f:
