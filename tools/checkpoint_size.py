@@ -67,6 +67,10 @@ def main(argv: list[str] | None = None) -> int:
             if s < step:
                 for p in model.parameters():  # stands in for an update: every version differs
                     p.add_(1e-3)
+    for p in model.parameters():  # one optimizer step: the optimizer's state exists, as in a run
+        p.grad = torch.zeros_like(p)
+    learner.optimizer.step()
+    learner.optimizer.zero_grad(set_to_none=True)
     learner.step = step
     thread = LearnerThread(learner, queue.Queue(), on_priorities=lambda i, p: None, online=online, target=target)
     snapshot = thread.snapshot()
