@@ -8,20 +8,23 @@ ModelRunner, SearchService, runtime.evaluate: argmax of the visit counts, no roo
 scores), so its numbers mean what the training evaluations mean.
 
 Outputs: a short report on stdout, a JSON file (written atomically) and optionally a GIF of the
-first episode. Every user error (missing or corrupt checkpoint, bad flag, unwritable output) is
-one line on stderr and exit code 2, and then nothing has been written.
+first episode (image games: their observations; classic-control games, whose observations are
+state vectors: the picture of each state, drawn by envs.classic.render_state). Every user error
+(missing or corrupt checkpoint, bad flag, unwritable output) is one line on stderr and exit
+code 2, and then nothing has been written.
 """
 from __future__ import annotations
 
 import argparse
 import asyncio
+import functools
 import json
 import math
 import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Iterator, Sequence
+from typing import Any, Callable, Iterator, Sequence
 
 import numpy as np
 
@@ -75,7 +78,8 @@ class Played:
     lengths: list[int]
     """Agent steps of each episode."""
     frames: list[np.ndarray]
-    """Observations of the first episode (each one frame [H, W, C] uint8), empty without --video."""
+    """Observations of the first episode, empty without --video: one frame [H, W, C] uint8 each
+    (Atari, MinAtar), or the state vector [D] (classic control; drawn when the GIF is written)."""
     video_cut: bool
     """The first episode had more than MAX_VIDEO_FRAMES frames; the video stops there."""
 
@@ -169,6 +173,7 @@ async def play(config: Any, weights: dict[str, Any], checkpoint: str, max_steps:
     import torch
 
     from ezero_async.envs.pool import EnvPool, GameFactory
+    from ezero_async.envs.registry import resolve_game
     from ezero_async.inference.runner import ModelRunner
     from ezero_async.inference.search_service import SearchService
     from ezero_async.learner.model import build_model
@@ -185,7 +190,8 @@ async def play(config: Any, weights: dict[str, Any], checkpoint: str, max_steps:
     runner = None
     try:
         spec = pool.obs_spec
-        if record and not spec.is_image:
+        # Classic-control observations are state vectors: their pictures are drawn when the GIF is written.
+        if record and not spec.is_image and resolve_game(config.env.game, config.env.family).family != "classic":
             raise UserError(f"--video: {config.env.game} observations are vectors {spec.shape}, not images; "
                             "drop --video")
 
@@ -279,15 +285,21 @@ def to_rgb(frame: np.ndarray) -> np.ndarray:
     return rgb.repeat(k, axis=0).repeat(k, axis=1)
 
 
-def write_gif(path: Path, frames: Sequence[np.ndarray], frame_ms: int) -> None:
-    """An animated, looping GIF of `frames` (observations), written atomically."""
+def write_gif(path: Path, frames: Sequence[np.ndarray], frame_ms: int,
+              picture: Callable[[np.ndarray], np.ndarray] | None = None) -> None:
+    """An animated, looping GIF of `frames` (observations), written atomically. `picture` turns
+    one observation into its image [H, W, C] (a classic game's state vector into its drawing);
+    without it each observation is its own image."""
     from PIL import Image
+
+    def image(frame: np.ndarray) -> Image.Image:
+        return Image.fromarray(to_rgb(frame if picture is None else picture(frame)))
 
     def images() -> Iterator[Image.Image]:  # converted one at a time: no second copy of the episode
         for frame in frames[1:]:
-            yield Image.fromarray(to_rgb(frame))
+            yield image(frame)
 
-    first = Image.fromarray(to_rgb(frames[0]))
+    first = image(frames[0])
     with atomic_path(path) as tmp:
         first.save(tmp, format="GIF", save_all=True, append_images=images(), duration=frame_ms, loop=0)
 
@@ -305,11 +317,13 @@ def default_json_path(checkpoint: Path, step: int) -> Path:
 def summarise(config: Any, state: dict[str, Any], played: Played, request: EvalRequest,
               wall_s: float) -> dict[str, Any]:
     from ezero_async.envs.registry import resolve_game
+    from ezero_async.envs.scores import episode_cap_frames
     from ezero_async.runtime.monitor import eval_metrics
 
     game = resolve_game(config.env.game, config.env.family)
-    # Human reference scores exist for Atari only (a MinAtar game may share an Atari game's name).
-    metrics = eval_metrics(played.returns, played.lengths, game)
+    # Human reference scores exist for Atari only (a MinAtar game may share an Atari game's
+    # name), and only for episodes allowed the protocol's length.
+    metrics = eval_metrics(played.returns, played.lengths, game, episode_cap_frames(config.env, request.max_steps))
     return {
         "game": game.name, "family": game.family, "env_id": game.env_id,
         "checkpoint": str(Path(state["path"]).resolve()), "step": int(state["step"]),
@@ -349,8 +363,17 @@ def write_outputs(request: EvalRequest, config: Any, summary: dict[str, Any], pl
     path = request.video
     try:
         if path is not None:
-            frame_ms = round(1000 * config.env.frame_skip / 60) if summary["family"] == "atari" else 100
-            write_gif(path, played.frames, frame_ms)  # an agent step is frame_skip Atari frames at 60 Hz
+            picture = None
+            if summary["family"] == "atari":  # an agent step is frame_skip Atari frames at 60 Hz
+                frame_ms = round(1000 * config.env.frame_skip / 60)
+            elif summary["family"] == "classic":  # state vectors: drawn, at the game's render rate
+                from ezero_async.envs.classic import render_state, step_ms
+
+                frame_ms = step_ms(summary["env_id"])
+                picture = functools.partial(render_state, summary["env_id"])
+            else:
+                frame_ms = 100
+            write_gif(path, played.frames, frame_ms, picture)
         path = json_path
         write_json(json_path, summary)
     except OSError as exc:

@@ -17,6 +17,14 @@ def run_bench(*args: str, timeout: float) -> subprocess.CompletedProcess[str]:
     return subprocess.run([sys.executable, str(BENCH), *args], capture_output=True, text=True, timeout=timeout)
 
 
+def test_help_names_no_machine_specific_path() -> None:
+    proc = run_bench("--help", timeout=60)
+    assert proc.returncode == 0, proc.stderr
+    assert "python tools/bench.py [--quick]" in proc.stdout
+    # No interpreter of one machine (a venv path, /usr/bin/python3, ...): only the bare command.
+    assert not [line for line in proc.stdout.splitlines() if "bin/python" in line or "/work/" in line], proc.stdout
+
+
 def test_unknown_benchmark_is_a_one_line_error() -> None:
     proc = run_bench("--only", "search,nope", timeout=60)
     assert proc.returncode == 2

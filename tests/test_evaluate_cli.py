@@ -5,6 +5,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 from PIL import Image
@@ -65,13 +66,33 @@ def test_video_of_a_minatar_episode_is_an_animated_gif(tmp_path, capsys):
     assert 1 <= result["lengths"][0] <= 20 and result["video"] == str(video)
 
 
-def test_vector_game_video_is_a_user_error(tmp_path, capsys):
+def test_video_of_a_cartpole_episode_draws_each_state(tmp_path, capsys):
+    """Classic-control observations are state vectors: the GIF shows the picture of each state
+    (cart, pole, track), one frame per observation of the first episode, at 50 frames/s."""
     run_dir = tmp_path / "run"
     make_checkpoint(run_dir, "CartPole")
-    code = main([str(run_dir), "--episodes", "1", "--device", "cpu", "--video", str(tmp_path / "v.gif")])
-    err = capsys.readouterr().err.strip().splitlines()
-    assert code == EXIT_USAGE and len(err) == 1 and "observations are vectors" in err[0]
-    assert not (tmp_path / "v.gif").exists() and not (run_dir / "eval-step0.json").exists()
+    video = tmp_path / "v.gif"
+    code = main([str(run_dir), "--episodes", "1", "--simulations", "2", "--max-steps", "12", "--device", "cpu",
+                 "--video", str(video)])
+    out, err = capsys.readouterr()
+    assert code == 0, err
+    result = json.loads((run_dir / "eval-step0.json").read_text())
+    length = result["lengths"][0]
+    assert 1 <= length <= 12 and result["video"] == str(video)
+    assert f"({length + 1} frames)" in out  # the reset observation, then one per step
+    with Image.open(video) as gif:
+        assert gif.format == "GIF" and gif.n_frames > 1 and gif.size == (300, 200)
+        first = np.asarray(gif.convert("RGB"))
+        shown_ms = 0
+        for i in range(gif.n_frames):  # Pillow merges identical neighbours, adding their durations
+            gif.seek(i)
+            shown_ms += gif.info["duration"]
+        last = np.asarray(gif.convert("RGB"))
+    assert shown_ms == 20 * (length + 1)  # 50 frames/s, gymnasium's render rate of CartPole
+    for picture in (first, last):
+        assert (picture == 0).all(axis=2).sum() > 300  # the black cart and track
+        assert (np.abs(picture.astype(int) - (202, 152, 101)).sum(axis=2) < 30).sum() > 100  # the pole
+    assert not np.array_equal(first, last)  # the states moved
 
 
 def test_corrupt_checkpoint_exits_2_and_writes_nothing(tmp_path, capsys):

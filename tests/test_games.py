@@ -204,3 +204,50 @@ def test_resolve_names(name, family, env_id):
 def test_unknown_game_lists_close_matches():
     with pytest.raises(UnknownGameError, match="did you mean Pong"):
         resolve_game("Pongg")
+
+
+@pytest.mark.parametrize("name, family, message", [
+    ("Acrobot", "minatar", "'Acrobot' is not a MinAtar game but a classic-control one: use --preset cartpole"),
+    ("Pong", "minatar", "'Pong' is not a MinAtar game but an Atari one: use --preset atari100k"),
+    ("Pong", "classic", "'Pong' is not a classic-control game but an Atari one"),
+    ("CartPole", "atari", "'CartPole' is not an Atari game but a classic-control one: use --preset cartpole"),
+])
+def test_wrong_family_names_the_right_one(name, family, message):
+    with pytest.raises(UnknownGameError) as info:
+        resolve_game(name, family)
+    assert str(info.value).startswith(message), str(info.value)
+
+
+def _colour_pixels(image: np.ndarray, colour: tuple[int, int, int]) -> tuple[np.ndarray, np.ndarray]:
+    """(ys, xs) of the pixels of `colour`."""
+    return np.nonzero((image == np.array(colour, dtype=np.uint8)).all(axis=2))
+
+
+def test_cartpole_state_is_drawn_as_gymnasium_draws_it():
+    from ezero_async.envs.classic import POLE, render_state, step_ms
+
+    upright = render_state("CartPole-v1", np.zeros(4, np.float32))
+    assert upright.shape == (200, 300, 3) and upright.dtype == np.uint8
+    ys, xs = _colour_pixels(upright, POLE)
+    assert len(xs) > 200 and abs(xs.mean() - 150) < 2 and ys.max() < 150  # above the cart, centred
+    leaning = render_state("CartPole-v1", np.array([1.0, 0.0, 0.2, 0.0], np.float32))
+    cart_ys, cart_xs = _colour_pixels(leaning, (0, 0, 0))
+    cart_x = cart_xs[cart_ys == 150 - 5].mean()  # a row through the cart, above the track line
+    assert abs(cart_x - (150 + 62.5)) < 2  # x = 1.0 of +-2.4 across 300 pixels
+    ys, xs = _colour_pixels(leaning, POLE)
+    assert xs[ys == ys.min()].mean() > cart_x + 5  # theta > 0: the pole leans right
+    assert step_ms("CartPole-v1") == 20
+
+
+def test_acrobot_state_is_drawn_from_its_cos_sin_observation():
+    from ezero_async.envs.classic import LINK, render_state
+
+    hanging = render_state("Acrobot-v1", np.array([1.0, 0.0, 1.0, 0.0, 0.0, 0.0], np.float32))
+    assert hanging.shape == (250, 250, 3) and hanging.dtype == np.uint8
+    ys, xs = _colour_pixels(hanging, LINK)
+    assert abs(xs.mean() - 125) < 2 and ys.min() >= 120 and ys.max() > 220  # straight down from the pivot
+    up = render_state("Acrobot-v1", np.array([-1.0, 0.0, 1.0, 0.0, 0.0, 0.0], np.float32))  # t1 = pi
+    ys, _ = _colour_pixels(up, LINK)
+    assert ys.max() <= 130 and ys.min() < 30  # swung over the pivot, above the goal line
+    with pytest.raises(ValueError, match="no picture for 'MountainCar-v0'"):
+        render_state("MountainCar-v0", np.zeros(2))

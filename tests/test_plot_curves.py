@@ -2,29 +2,22 @@
 the curves they hold, the CLI writes a PNG, and every error is one stderr line with exit code 2."""
 from __future__ import annotations
 
-import importlib.util
 import json
 import math
 import subprocess
 import sys
 from pathlib import Path
 
+import numpy as np
 import pytest
 from PIL import Image
 
-TOOL = Path(__file__).resolve().parents[1] / "tools" / "plot_curves.py"
+from tool_module import TOOLS, load_tool
+
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 
 
-def _load_tool():
-    spec = importlib.util.spec_from_file_location("plot_curves", TOOL)
-    module = importlib.util.module_from_spec(spec)
-    sys.modules["plot_curves"] = module  # dataclasses look the module up while building Curves
-    spec.loader.exec_module(module)
-    return module
-
-
-plot_curves = _load_tool()
+plot_curves = load_tool("plot_curves")
 
 EVALUATIONS = [  # as trainer._summary writes them
     {"training_steps": 0, "env_steps": 100, "episodes": 2.0, "return_mean": 9.5, "return_std": 0.5, "length_mean": 9.5},
@@ -58,7 +51,7 @@ def make_run(run_dir: Path, summary: bool = True, rows: list[dict] = ROWS) -> Pa
 
 
 def run_cli(*args: str) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, str(TOOL), *args], capture_output=True, text=True, timeout=120)
+    return subprocess.run([sys.executable, str(TOOLS / "plot_curves.py"), *args], capture_output=True, text=True, timeout=120)
 
 
 def test_finished_run_loads_and_plots(tmp_path: Path) -> None:
@@ -187,3 +180,83 @@ def test_errors_are_one_line_and_exit_2(tmp_path: Path, aim_repo: tuple[Path, st
     assert list(out.parent.iterdir()) == []
     with pytest.raises(plot_curves.PlotError, match="--run no-such-run: no run .* its runs: Breakout-smoke-1, CartPole-smoke-0"):
         plot_curves.load_aim(repo, ["no-such-run"])
+
+
+def _panels(fig) -> dict[str, object]:
+    """The four axes of a figure by the start of their title."""
+    return {ax.get_title().split(" (")[0]: ax for ax in fig.axes}
+
+
+def test_loss_legend_says_the_total_is_the_weighted_sum_of_unweighted_components(tmp_path: Path) -> None:
+    rows = [dict(row, **{"loss/value_prefix": 0.5, "loss/consistency": -3.0}) if "loss/total" in row else row
+            for row in ROWS]
+    default = plot_curves.load_run_dir(make_run(tmp_path / "default", rows=rows))  # config.json without learner
+    assert default.loss_coeffs == {"loss/value": 0.25, "loss/policy": 1.0, "loss/value_prefix": 1.0,
+                                   "loss/consistency": 2.0}  # the trainer's defaults
+    fig, _ = plot_curves.build_figure([default])
+    loss = _panels(fig)["loss"]
+    assert "unweighted" in loss.get_title() and "weighted sum" in loss.get_title()
+    labels = [text.get_text() for text in loss.get_legend().get_texts()]
+    assert labels == ["total (weighted: 0.25 value + 1 policy + 1 value_prefix + 2 consistency;\n"
+                      "batch mean with importance weights)", "value (unweighted)", "policy (unweighted)",
+                      "value_prefix (unweighted)", "consistency (unweighted)"]
+
+    tuned_dir = make_run(tmp_path / "tuned", rows=rows)
+    config = json.loads((tuned_dir / "config.json").read_text())
+    config["learner"] = {"value_loss_coeff": 0.5, "policy_loss_coeff": 1.0, "value_prefix_loss_coeff": 1.0,
+                         "consistency_coeff": 2.0}
+    (tuned_dir / "config.json").write_text(json.dumps(config))
+    tuned = plot_curves.load_run_dir(tuned_dir)
+    assert plot_curves.total_label([tuned]).startswith("total (weighted: 0.5 value + 1 policy + 1 value_prefix")
+    assert "they differ" in plot_curves.total_label([default, tuned])
+
+
+def test_four_runs_legend_fits_the_figure(tmp_path: Path) -> None:
+    """Four runs with long names (a date in the run directory, as people name them): every label is
+    inside the image and below the panels, and a label wider than the figure is wrapped."""
+    curves = [plot_curves.load_run_dir(make_run(tmp_path / f"CartPole-cartpole-seed{i}-2024-06-01T12-00-0{i}"))
+              for i in range(4)]
+    curves.append(plot_curves.load_run_dir(make_run(tmp_path / ("very-long-sweep-name-" * 12 + "x"))))
+    for runs in (curves[:4], curves):
+        fig, _ = plot_curves.build_figure(runs)
+        fig.canvas.draw()
+        (legend,) = fig.legends
+        box = legend.get_window_extent()
+        assert 0 <= box.x0 and box.x1 <= fig.bbox.width and 0 <= box.y0, (box, fig.bbox)
+        panels_bottom = min(ax.get_tightbbox().y0 for ax in fig.axes)
+        assert box.y1 <= panels_bottom + 1, (box, panels_bottom)  # below the x labels, not over them
+        assert len(legend.get_texts()) == len(runs)
+        for text, run in zip(legend.get_texts(), runs):
+            assert text.get_text().replace("\n", "") == run.label
+
+    out = tmp_path / "four.png"
+    assert plot_curves.main([str(tmp_path / f"CartPole-cartpole-seed{i}-2024-06-01T12-00-0{i}") for i in range(4)]
+                            + ["--out", str(out)]) == 0
+    with Image.open(out) as image:
+        assert 800 <= image.size[0] <= 2000 and 600 <= image.size[1] <= 1500
+
+
+def test_a_run_at_one_x_value_is_visible_in_every_panel(tmp_path: Path) -> None:
+    """Every snapshot at env step 100 (a run that stopped early, or plotted by a counter that did
+    not move): lines through the points have no length, so markers show them."""
+    rows = [dict(row, env_steps=100) for row in ROWS]
+    (tmp_path / "one-x").mkdir()
+    run_dir = make_run(tmp_path / "one-x" / "run", summary=False, rows=rows)
+    curves = plot_curves.load_run_dir(run_dir)
+    assert set(curves.series["loss/total"][0]) == {100}
+    fig, _ = plot_curves.build_figure([curves])
+    fig.canvas.draw()
+    pixels = np.asarray(fig.canvas.buffer_rgba())[:, :, :3].astype(int)
+    blue = np.array([round(255 * c) for c in plot_curves_colour(0)])
+    height = pixels.shape[0]
+    for title, ax in _panels(fig).items():
+        x0, y0, x1, y1 = (round(v) for v in ax.bbox.extents)
+        panel = pixels[height - y1:height - y0, x0:x1]
+        drawn = (np.abs(panel - blue).sum(axis=2) < 40).sum()
+        assert drawn >= 15, (title, drawn)  # the run's colour is on the panel
+
+
+def plot_curves_colour(i: int) -> tuple[float, float, float]:
+    import matplotlib
+
+    return matplotlib.colormaps["tab10"](i)[:3]

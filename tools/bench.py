@@ -1,6 +1,6 @@
 """All micro-benchmarks in one run, then one combined report of their headline figures.
 
-    /work/venv/bin/python tools/bench.py [--quick] [--only search,replay,learner,envs] [--json PATH]
+    python tools/bench.py [--quick] [--only search,replay,learner,envs] [--json PATH]
 
 Runs tools/bench_<name>.py's run() for each selected benchmark (each prints its own tables, as
 its CLI does), then prints a header with the machine's facts and a table of headline figures:

@@ -1,6 +1,6 @@
 """Replay micro-benchmarks: batch assembly, prioritised draws + updates, append rate, zarr flush.
 
-    /work/venv/bin/python tools/bench_replay.py [--quick]
+    python tools/bench_replay.py [--quick]
 
 Frames are real Breakout frames (ale-py, random policy, stride-resized to 96x96x3) so the zarr
 compression numbers mean something. Prints one table; medians over repeats. run() returns the

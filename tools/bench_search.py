@@ -10,8 +10,8 @@ plus the ReferenceTree on a small case (and the speed-up) and the tree time for 
 (cost per root-simulation should stay about flat: linear in S). run() returns the headline
 figures that tools/bench.py reports.
 
-    /work/venv/bin/python tools/bench_search.py            # full table
-    /work/venv/bin/python tools/bench_search.py --quick    # a few seconds
+    python tools/bench_search.py            # full table
+    python tools/bench_search.py --quick    # a few seconds
 """
 from __future__ import annotations
 

@@ -9,7 +9,13 @@ snapshot; a crashed or running run has only this, and its eval/ rows give the ev
 An Aim run is read from the series AimSink tracks (step = training steps, `env_steps` series).
 
 The figure is 2x2: evaluation return (mean, +-std band), training return (last 10 episodes),
-losses (total thick, components thin), throughput (env steps/s); one colour per run.
+losses, throughput (env steps/s); one colour per run, the runs' legend below the panels (in as
+many columns as fit the width). The loss panel draws loss/total thick and the components thin,
+as logged: each component is unweighted (batch mean of the summed unroll terms), and the total
+is their weighted sum with the run's learner coefficients (value_loss_coeff, policy_loss_coeff,
+value_prefix_loss_coeff, consistency_coeff; default 0.25, 1, 1, 2) averaged with the replay's
+importance weights, which the legend spells out. A series whose points share one x value (one
+snapshot, or a run that stopped at one step count) is drawn with markers, not as an invisible line.
 Errors: one line "plot_curves: error: ..." on stderr, exit code 2, nothing written.
 """
 from __future__ import annotations
@@ -32,6 +38,12 @@ EVAL_PREFIX = "eval/"
 COUNTERS = ("time", "env_steps", "training_steps")
 """Columns of every metrics.jsonl row that are not metrics."""
 LOSS_COMPONENTS = ("loss/value", "loss/policy", "loss/value_prefix", "loss/consistency")
+LOSS_COEFF_KEYS = {"loss/value": "value_loss_coeff", "loss/policy": "policy_loss_coeff",
+                   "loss/value_prefix": "value_prefix_loss_coeff", "loss/consistency": "consistency_coeff"}
+"""Component -> the learner config key of its weight in loss/total (ezero_async/learner/loss.py)."""
+FIGURE_SIZE = (13.0, 9.0)
+"""Inches of the panels; the runs' legend adds its own height below them."""
+RUN_LEGEND_FONT = 9
 
 
 class PlotError(Exception):
@@ -53,6 +65,9 @@ class Curves:
     game: str | None = None
     preset: str | None = None
     seed: int | None = None
+    loss_coeffs: dict[str, float] = field(default_factory=dict)
+    """Component ("loss/value", ...) -> its coefficient in loss/total: the run's learner config,
+    the trainer's default where the config does not say."""
 
     @property
     def label(self) -> str:
@@ -99,6 +114,7 @@ def load_run_dir(run_dir: Path, x: XAxis = "env_steps") -> Curves:
         game=meta.get("game") or _get(config, "env", "game"),
         preset=meta.get("preset") or config.get("preset"),
         seed=meta.get("seed", _get(config, "runtime", "seed")),
+        loss_coeffs=_loss_coeffs(config),
     )
 
 
@@ -214,7 +230,7 @@ def _aim_curves(run: Any, x: XAxis) -> Curves:
     return Curves(name=str(run.name), eval_x=to_x(mean_steps), eval_mean=[float(v) for v in means],
                   eval_std=[float(std_at.get(s, math.nan)) for s in mean_steps], series=series,
                   game=run.experiment or _get(hparams, "env", "game"), preset=hparams.get("preset"),
-                  seed=_get(hparams, "runtime", "seed"))
+                  seed=_get(hparams, "runtime", "seed"), loss_coeffs=_loss_coeffs(hparams))
 
 
 def _interp(step: float, steps: list[float], values: list[float]) -> float:
@@ -241,18 +257,31 @@ def _get(tree: dict[str, Any], *keys: str) -> Any:
     return tree
 
 
+def _loss_coeffs(config: dict[str, Any]) -> dict[str, float]:
+    """The loss/total weight of each component: config["learner"][key], else LearnerConfig's default."""
+    from ezero_async.config.sections import LearnerConfig
+
+    coeffs = {}
+    for name, key in LOSS_COEFF_KEYS.items():
+        value = _get(config, "learner", key)
+        coeffs[name] = float(value) if _number(value) else float(getattr(LearnerConfig, key))
+    return coeffs
+
+
 # --- figure ---
 
-def render(curves: Sequence[Curves], out: Path, x: XAxis = "env_steps") -> int:
-    """Draw the 2x2 figure of `curves` to `out` (PNG, atomically); return how many points were drawn."""
+def build_figure(curves: Sequence[Curves], x: XAxis = "env_steps") -> tuple[Any, int]:
+    """The 2x2 figure of `curves` (a matplotlib Figure with an Agg canvas) and how many points it draws."""
     import matplotlib
 
     matplotlib.use("Agg")  # no display; before anything imports pyplot
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
     from matplotlib.figure import Figure
     from matplotlib.lines import Line2D
 
     colours = matplotlib.colormaps["tab10" if len(curves) <= 10 else "tab20"]
-    fig = Figure(figsize=(13, 9), dpi=100, layout="constrained")
+    fig = Figure(figsize=FIGURE_SIZE, dpi=100, layout="constrained")
+    FigureCanvasAgg(fig)  # a renderer: the runs' legend is measured to fit the width
     (ax_eval, ax_train), (ax_loss, ax_rate) = fig.subplots(2, 2, sharex=True)
     points = 0
     loss_styles = dict(zip(LOSS_COMPONENTS, ("--", ":", "-.", (0, (5, 1, 1, 1, 1, 1)))))
@@ -261,25 +290,33 @@ def render(curves: Sequence[Curves], out: Path, x: XAxis = "env_steps") -> int:
         colour = colours(i % colours.N)
         if run.eval_x:
             ax_eval.plot(run.eval_x, run.eval_mean, "-o", color=colour, markersize=4)
-            low = [m - s for m, s in zip(run.eval_mean, run.eval_std)]
-            high = [m + s for m, s in zip(run.eval_mean, run.eval_std)]
-            ax_eval.fill_between(run.eval_x, low, high, color=colour, alpha=0.2, linewidth=0)
+            if len(set(run.eval_x)) == 1:  # a band of zero width is invisible: error bars instead
+                ax_eval.errorbar(run.eval_x, run.eval_mean, yerr=[0.0 if math.isnan(s) else s for s in run.eval_std],
+                                 fmt="none", ecolor=colour, elinewidth=1.2, capsize=4)
+            else:
+                low = [m - s for m, s in zip(run.eval_mean, run.eval_std)]
+                high = [m + s for m, s in zip(run.eval_mean, run.eval_std)]
+                ax_eval.fill_between(run.eval_x, low, high, color=colour, alpha=0.2, linewidth=0)
             points += len(run.eval_x)
         for ax, name in ((ax_train, "train/return_last10"), (ax_rate, "throughput/env_steps_per_s")):
             if run.series.get(name, ([], []))[0]:
-                ax.plot(*run.series[name], color=colour, linewidth=1.2)
+                ax.plot(*run.series[name], color=colour, linewidth=1.2, **_markers(run.series[name][0], 5))
                 points += len(run.series[name][0])
         if run.series.get("loss/total", ([], []))[0]:
-            ax_loss.plot(*run.series["loss/total"], color=colour, linewidth=1.6)
-            points += len(run.series["loss/total"][0])
+            xs = run.series["loss/total"][0]
+            ax_loss.plot(*run.series["loss/total"], color=colour, linewidth=1.6, **_markers(xs, 6))
+            points += len(xs)
         for name, style in loss_styles.items():
             if run.series.get(name, ([], []))[0]:
-                ax_loss.plot(*run.series[name], color=colour, linewidth=0.7, linestyle=style, alpha=0.8)
-                points += len(run.series[name][0])
+                xs = run.series[name][0]
+                ax_loss.plot(*run.series[name], color=colour, linewidth=0.7, linestyle=style, alpha=0.8,
+                             **_markers(xs, 4, "x"))
+                points += len(xs)
 
     x_label = "env steps" if x == "env_steps" else "training steps"
     titles = {ax_eval: "evaluation return (mean ± std)", ax_train: "training return (last 10 episodes)",
-              ax_loss: "loss (total thick, components thin)", ax_rate: "throughput (env steps/s)"}
+              ax_loss: "loss (total: weighted sum, thick; components: unweighted, thin)",
+              ax_rate: "throughput (env steps/s)"}
     for ax, title in titles.items():
         ax.set_title(title)
         ax.grid(alpha=0.3)
@@ -290,14 +327,66 @@ def render(curves: Sequence[Curves], out: Path, x: XAxis = "env_steps") -> int:
             ax.set_yticks([])  # a 0..1 scale of nothing would read as data
     if ax_rate.lines:
         ax_rate.set_ylim(bottom=0)  # a rate: its scale reads right only from zero
+    with_total = [run for run in curves if run.series.get("loss/total", ([], []))[0]]
     components = [name for name in LOSS_COMPONENTS if any(run.series.get(name, ([], []))[0] for run in curves)]
-    if components:  # line styles tell the loss components apart; colours tell runs apart
-        ax_loss.legend([Line2D([], [], color="black", linewidth=1.6)]
-                       + [Line2D([], [], color="black", linewidth=0.7, linestyle=loss_styles[n]) for n in components],
-                       ["total"] + [n.removeprefix("loss/") for n in components], fontsize=8, loc="upper right")
-    fig.legend([Line2D([], [], color=colours(i % colours.N), linewidth=2) for i in range(len(curves))],
-               [run.label for run in curves], loc="outside lower center", ncols=min(len(curves), 3), fontsize=9)
+    if with_total or components:  # line styles tell the loss parts apart; colours tell runs apart
+        handles, labels = [], []
+        if with_total:
+            handles.append(Line2D([], [], color="black", linewidth=1.6))
+            labels.append(total_label(with_total))
+        handles += [Line2D([], [], color="black", linewidth=0.7, linestyle=loss_styles[n]) for n in components]
+        labels += [f"{n.removeprefix('loss/')} (unweighted)" for n in components]
+        ax_loss.legend(handles, labels, fontsize=7, loc="best")
+    _run_legend(fig, [Line2D([], [], color=colours(i % colours.N), linewidth=2) for i in range(len(curves))],
+                [run.label for run in curves])
+    return fig, points
 
+
+def total_label(curves: Sequence[Curves]) -> str:
+    """Legend text of loss/total: how it is formed from the (unweighted) components."""
+    coeffs = {tuple(run.loss_coeffs.get(n, math.nan) for n in LOSS_COMPONENTS) for run in curves}
+    if len(coeffs) == 1:
+        (values,) = coeffs
+        terms = " + ".join(f"{c:g} {n.removeprefix('loss/')}" for c, n in zip(values, LOSS_COMPONENTS))
+    else:
+        terms = "coefficients of each run's learner config (they differ)"
+    return f"total (weighted: {terms};\nbatch mean with importance weights)"
+
+
+def _markers(xs: Sequence[float], size: float, marker: str = "o") -> dict[str, Any]:
+    """Markers for a series whose points share one x value: a line through them has no length."""
+    return {"marker": marker, "markersize": size} if len(set(xs)) == 1 else {}
+
+
+def _run_legend(fig: Any, handles: list[Any], labels: list[str]) -> None:
+    """The runs' legend below the panels, as wide as fits the figure: the most columns (at most
+    4) whose legend fits the width, else one column of labels wrapped to fit. The figure grows
+    by the legend's height, so the panels keep their size."""
+    import textwrap
+
+    if not labels:
+        return
+    renderer = fig.canvas.get_renderer()
+    room = 0.98 * fig.bbox.width
+
+    def place(texts: list[str], ncols: int) -> Any:
+        return fig.legend(handles, texts, loc="outside lower center", ncols=ncols, fontsize=RUN_LEGEND_FONT)
+
+    for ncols in range(min(len(labels), 4), 0, -1):
+        legend = place(labels, ncols)
+        width = legend.get_window_extent(renderer).width
+        if width <= room:
+            break
+        legend.remove()
+    else:  # one label alone is too wide: wrap the labels to the room there is
+        chars = max(20, int(max(map(len, labels)) * room / width) - 2)
+        legend = place([textwrap.fill(label, chars, break_on_hyphens=False) for label in labels], 1)
+    fig.set_figheight(FIGURE_SIZE[1] + legend.get_window_extent(renderer).height / fig.dpi)
+
+
+def render(curves: Sequence[Curves], out: Path, x: XAxis = "env_steps") -> int:
+    """Draw the 2x2 figure of `curves` to `out` (PNG, atomically); return how many points were drawn."""
+    fig, points = build_figure(curves, x)
     # Atomic: a reader (an image viewer, a web page) never sees a half-written PNG.
     with atomic_path(Path(out)) as tmp:
         fig.savefig(tmp, format="png")
