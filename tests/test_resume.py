@@ -186,3 +186,35 @@ def test_a_checkpoint_stores_each_distinct_weights_tensor_once_and_resumes_bit_e
         summaries.append({k: v for k, v in summary.items() if k not in ("wall_time_s", "throughput", "timing_s")})
     assert summaries[0] == summaries[1]
     assert summaries[0]["training_steps"] == Pacer(config.runtime, config.learner).total_steps
+
+
+def test_checkpoints_are_written_off_the_event_loop(tmp_path, monkeypatch):
+    """A slow checkpoint write (an Atari model takes seconds) must not stall the run: while
+    training, the monitor keeps emitting on the event loop every log_interval_s."""
+    from ezero_async.runtime import trainer
+
+    real, saved = trainer.save_checkpoint, []
+
+    def slow_save(*args, **kwargs):
+        time.sleep(1.5)
+        saved.append(args[1]["step"])
+        return real(*args, **kwargs)
+
+    class Beats:  # a sink: the monitor calls emit on the event loop
+        def __init__(self):
+            self.rows = []
+
+        def emit(self, env_steps, training_steps, metrics):
+            self.rows.append((time.monotonic(), training_steps))
+
+        def close(self):
+            pass
+
+    monkeypatch.setattr(trainer, "save_checkpoint", slow_save)
+    config = build_config("smoke", "CartPole", {"tracking.aim": False, "tracking.checkpoint_interval": 50,
+                                                "tracking.log_interval_s": 0.1})
+    beats = Beats()
+    summary = trainer.train(config, tmp_path / "run", "cpu", sinks=[beats])
+    assert len(saved) >= 4 and saved[-1] == summary["training_steps"]  # periodic ones, then the exit one
+    training = [t for t, steps in beats.rows if steps < summary["training_steps"]]
+    assert max(np.diff(training)) < 1.0, max(np.diff(training))

@@ -7,6 +7,7 @@ learner calls update_priorities with the batch's collection indices; checkpoints
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Callable
 
 import numpy as np
 
@@ -131,8 +132,16 @@ class Replay:
 
     def flush(self) -> None:
         """Make the store of record durable up to now (no-op without a store)."""
-        if self.store is not None:
-            self.store.flush(self.hot, self.sampler.priorities(), self.sampler.rng.bit_generator.state)
+        self.flush_begin()()
+
+    def flush_begin(self) -> Callable[[], None]:
+        """Start making the store durable up to now (copies taken here, on the caller's thread)
+        and return the wait for it, callable from any thread (no-op without a store)."""
+        if self.store is None:
+            return lambda: None
+        store = self.store
+        written = store.flush_begin(self.hot, self.sampler.priorities(), self.sampler.rng.bit_generator.state)
+        return lambda: store.wait(written)
 
     def close(self) -> None:
         """Stop the writer thread and unlink the shared memory (does not flush)."""

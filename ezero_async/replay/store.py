@@ -48,6 +48,8 @@ class _Job(NamedTuple):
     data: dict
     state: dict | None
     priorities: np.ndarray | None
+    written: threading.Event | None = None
+    """Set once this job (and so every job queued before it) is written, or the writer failed."""
 
 
 class ReplayStore:
@@ -106,15 +108,27 @@ class ReplayStore:
         """Make everything durable: complete segments, the partial tail, priorities
         (`float64[num_slots]`), cursors and the sampler's generator state (`sampler_rng`, a
         numpy bit_generator.state dict); blocks until the writer thread has written them."""
+        self.wait(self.flush_begin(hot, priorities, sampler_rng))
+
+    def wait(self, written: threading.Event) -> None:
+        """Block (any thread) until the flush that returned `written` is durable; raises if the
+        writer thread failed."""
+        written.wait()
+        self._raise_if_failed()
+
+    def flush_begin(self, hot: HotTier, priorities: np.ndarray, sampler_rng: dict | None = None) -> threading.Event:
+        """The caller's half of flush(): copy what is to be made durable as it stands now and
+        queue it; returns at once with the event wait() blocks on (so an event loop can hand the
+        waiting to another thread while appends go on)."""
         self.append(hot)
         tail = self._rows(hot, self.appended, hot.write_count)
         streams = {str(k): {"episode": v.episode, "position": v.position, "last": v.last,
                             "pending": [int(x) for x in v.pending]} for k, v in hot.streams.items()}
         state = {"write_count": hot.write_count, "collected": hot.collected, "episodes": hot.episodes,
                  "streams": streams, "sampler_rng": sampler_rng}
-        self._queue.put(_Job(self.appended, tail, state, np.array(priorities, np.float64)))
-        self._queue.join()
-        self._raise_if_failed()
+        written = threading.Event()
+        self._queue.put(_Job(self.appended, tail, state, np.array(priorities, np.float64), written))
+        return written
 
     def close(self) -> None:
         """Stop the writer thread (after the queued jobs); does not flush."""
@@ -139,8 +153,10 @@ class ReplayStore:
             except BaseException as exc:  # noqa: BLE001 -- handed to the caller, never dropped
                 self._error = exc
             finally:
-                for _ in jobs:
+                for job in jobs:
                     self._queue.task_done()
+                    if job is not None and job.written is not None:
+                        job.written.set()
             if jobs[-1] is None:
                 return
 

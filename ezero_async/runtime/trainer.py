@@ -14,6 +14,7 @@ import math
 import queue
 import signal
 import statistics
+import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -208,25 +209,37 @@ async def _train(config: RunConfig, run_dir: Path, device: torch.device, resume:
                                 max_batch=config.batcher.max_batch)
         parts.learner_thread.start()
 
-        def write_checkpoint(step: int, snapshot: dict) -> Path:
-            """Flush the replay store, then write the checkpoint that names it (in that order: a
-            store is never older than a checkpoint)."""
-            parts.replay.flush()
+        saving = threading.Lock()  # one checkpoint file at a time (a periodic one may still be in flight at exit)
+
+        def begin_checkpoint(step: int, snapshot: dict) -> tuple[dict, Callable[[], None]]:
+            """On the loop: the checkpoint's state as it stands now, and the replay flush up to
+            now started (returns its wait)."""
             state = {"config": config_to_dict(config), "step": step, **snapshot,
                      "replay": {"write_count": parts.replay.hot.write_count, "collected": parts.replay.collected},
                      "evaluations": list(evaluations),
                      "episodes": {"returns": list(stats.returns), "lengths": list(stats.lengths)},
                      "wall_time_s": prior_wall + time.monotonic() - started,
-                     # Waits for the Aim thread's run (a second or so, at the first checkpoint only).
-                     "aim_run": aim.wait_run_hash() if aim is not None else None,
                      "torch_rng": torch.get_rng_state()}
-            return save_checkpoint(run_dir, state, config.tracking.keep_checkpoints)
+            return state, parts.replay.flush_begin()
+
+        def commit_checkpoint(state: dict, flushed: Callable[[], None]) -> Path:
+            """Any thread: wait for the replay flush, then write the checkpoint that names it (in
+            that order: a store is never older than a checkpoint)."""
+            flushed()
+            # Waits for the Aim thread's run (a second or so, at the first checkpoint only).
+            state["aim_run"] = aim.wait_run_hash() if aim is not None else None
+            with saving:
+                return save_checkpoint(run_dir, state, config.tracking.keep_checkpoints)
+
+        def write_checkpoint(step: int, snapshot: dict) -> Path:
+            return commit_checkpoint(*begin_checkpoint(step, snapshot))
 
         async def checkpointer() -> None:
-            """Write the checkpoints the learner thread snapshots, one at a time, in order."""
+            """Write the checkpoints the learner thread snapshots, one at a time, in order; the
+            waiting and the writing (seconds for an Atari model) run off the event loop."""
             while True:
                 step, snapshot = await checkpoints.get()
-                write_checkpoint(step, snapshot)
+                await asyncio.to_thread(commit_checkpoint, *begin_checkpoint(step, snapshot))
                 checkpoints.task_done()
 
         async def fail_fast() -> None:
