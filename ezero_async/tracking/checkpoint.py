@@ -6,7 +6,9 @@ A checkpoint is one torch.save'd dict (FORMAT_VERSION guards its layout):
   step            training steps done (the learner's step s)
   learner         Learner.state_dict(): model (online weights after update s), optimizer,
                   scaler, step, generator (augmentation RNG)
-  target          {"version": v, "model": state dict}: the target weights the learner held
+  online, target  [{"version": v, "model": state dict}, ...]: every weights version the stores
+                  held, oldest first (self-play and reanalysis after a resume ask for these);
+                  equal tensors are one object, so torch.save writes each distinct one once
   replay          {"write_count": w, "collected": n} of the replay flush made just before
                   (the zarr store is always flushed first, so a store is never older than
                   the newest checkpoint that names it)
