@@ -136,7 +136,10 @@ async def _train(config: RunConfig, run_dir: Path, device: torch.device, resume:
         workers = 0 if rt.serial else None
         parts.pool = EnvPool(GameFactory(config.env, training=True), num_envs=rt.num_envs, seed=seed,
                              num_workers=workers)
-        eval_envs = min(rt.num_envs, max(rt.eval_episodes, rt.final_eval_episodes))
+        # One env per evaluation episode, up to a full search group: all episodes then search
+        # together, so each network call carries as many roots as it can (with num_envs envs, a
+        # 32-episode final test of CartPole made 4x the calls, each as costly as a full one).
+        eval_envs = min(max(rt.eval_episodes, rt.final_eval_episodes), config.batcher.max_batch)
         parts.eval_pool = EnvPool(GameFactory(config.env, training=False), num_envs=eval_envs, seed=seed + 10_000,
                                   num_workers=workers)
         spec, num_actions, stack = parts.pool.obs_spec, parts.pool.num_actions, config.env.frame_stack
