@@ -223,8 +223,6 @@ class WeightsPool:
 
     def __init__(self) -> None:
         self._seen: dict[tuple[torch.dtype, tuple[int, ...]], list[torch.Tensor]] = {}
-        self.shared = 0
-        """Tensors replaced by an equal one seen before."""
 
     def intern(self, state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
         out = {}
@@ -233,8 +231,6 @@ class WeightsPool:
             same = next((t for t in candidates if torch.equal(t, tensor)), None)
             if same is None:
                 candidates.append(tensor)
-            else:
-                self.shared += 1
             out[name] = tensor if same is None else same
         return out
 
