@@ -59,6 +59,18 @@ ctypedef struct SearchPool:
     Py_ssize_t allocations      # (re)allocations since construction, for tests of reuse
 
 
+cdef inline double value_score(double q, double lo, double scale, bint normalise) noexcept nogil:
+    """clip(normalize(q), 0, 1) with a root's min-max stats (scale = max(max - min, delta)).
+    Defined here so that both trees (ctree.pyx, gumbel.pyx) compile the same function."""
+    if normalise:
+        q = (q - lo) / scale
+    if q < 0.0:
+        return 0.0
+    if q > 1.0:
+        return 1.0
+    return q
+
+
 cdef uint64_t splitmix_mix(uint64_t z) noexcept nogil
 cdef uint64_t splitmix_next(uint64_t* state) noexcept nogil
 cdef void softmax_into(const float* logits, Edge* out, Py_ssize_t num_actions) noexcept nogil

@@ -84,17 +84,6 @@ cdef void prepare_root(SearchPool* pool, Py_ssize_t b, const float* logits, cons
     state.rng_state = splitmix_mix(seed + <uint64_t>(b + 1) * GOLD)
 
 
-cdef inline double value_score(double q, double lo, double scale, bint normalise) noexcept nogil:
-    """clip(normalize(q), 0, 1) with the root's min-max stats (scale = max(max - min, delta))."""
-    if normalise:
-        q = (q - lo) / scale
-    if q < 0.0:
-        return 0.0
-    if q > 1.0:
-        return 1.0
-    return q
-
-
 cdef void select_root(SearchPool* pool, Py_ssize_t b, int32_t* out_parent, int32_t* out_action,
                       unsigned char* out_reset) noexcept nogil:
     cdef Py_ssize_t A = pool.num_actions

@@ -6,8 +6,10 @@ Prints, per configuration, the median over repeats of
                    per call: includes allocating and first-touching the node pool),
   driver reuse ms  the same with a warm tree passed in (tree=...),
   us/root-sim      time / (B * S),
-plus the ReferenceTree on a small case (and the speed-up) and the tree time for S = 25/50/100
-(cost per root-simulation should stay about flat: linear in S). run() returns the headline
+plus the ReferenceTree on a small case (and the speed-up), the tree time for S = 25/50/100
+(cost per root-simulation should stay about flat: linear in S), and the Gumbel tree against
+CTree in the same run: tree work per root-simulation at equal S, and a 16-simulation Gumbel
+search against a 50-simulation CTree search of the same roots. run() returns the headline
 figures that tools/bench.py reports.
 
     python tools/bench_search.py            # full table
@@ -21,7 +23,9 @@ import time
 
 import numpy as np
 
-from ezero_async.search import CTree, ReferenceTree, SearchConfig, batched_search, dirichlet_noise
+from ezero_async.search import (
+    CTree, GumbelCTree, ReferenceTree, SearchConfig, batched_search, dirichlet_noise, gumbel_noise,
+)
 
 
 class SyntheticNet:
@@ -34,6 +38,8 @@ class SyntheticNet:
         self.value = rng.uniform(-1, 1, size=(num_simulations, num_roots)).astype(np.float32)
         self.logits = rng.normal(size=(num_simulations, num_roots, num_actions)).astype(np.float32)
         self.noise = dirichlet_noise(num_roots, num_actions, 0.3, rng)
+        self.root_values = rng.uniform(-1, 1, size=num_roots).astype(np.float32)
+        self.gumbel = gumbel_noise(num_roots, num_actions, rng)
         self.calls = 0
 
     def recurrent_fn(self, parents, actions, parent_reset):
@@ -45,7 +51,10 @@ class SyntheticNet:
 
 def time_tree(tree, net: SyntheticNet, num_simulations: int) -> float:
     """Seconds for select + backup over one search (prepare excluded)."""
-    tree.prepare(net.root_logits, noise=net.noise, seed=0)
+    if isinstance(tree, GumbelCTree):
+        tree.prepare(net.root_logits, net.root_values, net.gumbel)
+    else:
+        tree.prepare(net.root_logits, noise=net.noise, seed=0)
     start = time.perf_counter()
     for s in range(num_simulations):
         tree.select()
@@ -120,7 +129,37 @@ def run(quick: bool = False, repeats: int | None = None) -> list[tuple[str, floa
         time_tree(tree, net, num_simulations)
         ms = median_ms(lambda: time_tree(tree, net, num_simulations), repeats)
         print(f"{num_simulations:>5} {ms:>9.2f} {ms * 1e3 / (num_roots * num_simulations):>11.3f}")
+
+    headlines += gumbel_against_ctree(256 if quick else 1536, actions, repeats)
     return headlines
+
+
+def gumbel_against_ctree(num_roots: int, num_actions: int, repeats: int) -> list[tuple[str, float, str]]:
+    """Gumbel tree work against CTree's on the same roots, 1 thread, medians of interleaved repeats."""
+    print(f"\nGumbelCTree vs CTree (1 thread), B={num_roots}, A={num_actions}")
+    cases = {
+        "CTree S=16": (CTree, 16), "GumbelCTree S=16": (GumbelCTree, 16), "CTree S=50": (CTree, 50),
+    }
+    nets = {sims: SyntheticNet(num_roots, num_actions, sims) for sims in (16, 50)}
+    trees = {}
+    for name, (tree_cls, sims) in cases.items():
+        cfg = SearchConfig(num_simulations=sims, mode="gumbel" if tree_cls is GumbelCTree else "pucb")
+        trees[name] = tree_cls(num_roots, num_actions, cfg)
+        time_tree(trees[name], nets[sims], sims)  # warm
+    samples: dict[str, list[float]] = {name: [] for name in cases}
+    for _ in range(repeats):  # interleaved, so machine noise hits every case alike
+        for name, (_, sims) in cases.items():
+            samples[name].append(time_tree(trees[name], nets[sims], sims))
+    ms = {name: 1e3 * statistics.median(values) for name, values in samples.items()}
+    print(f"{'tree':>18} {'ms':>9} {'us/root-sim':>11}")
+    for name, (_, sims) in cases.items():
+        print(f"{name:>18} {ms[name]:>9.2f} {ms[name] * 1e3 / (num_roots * sims):>11.3f}")
+    per_sim = ms["GumbelCTree S=16"] / ms["CTree S=16"]
+    whole = ms["GumbelCTree S=16"] / ms["CTree S=50"]
+    print(f"Gumbel / CTree per root-simulation (S=16 both): {per_sim:.2f}x")
+    print(f"Gumbel S=16 / CTree S=50, whole search of the same roots: {whole:.2f}x")
+    return [(f"GumbelCTree / CTree tree work per root-sim, B={num_roots} S=16", per_sim, "x"),
+            (f"GumbelCTree S=16 / CTree S=50 search, B={num_roots}", whole, "x")]
 
 
 def main() -> None:

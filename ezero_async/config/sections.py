@@ -76,8 +76,27 @@ class SearchConfig:
     """Dirichlet concentration of the root noise."""
     num_threads: int = 1
     """Threads over roots inside one select()/backup() (results do not depend on it)."""
+    mode: str = "pucb"
+    """'pucb': EfficientZero V1's search (visit-count policy targets, acting by temperature);
+    'gumbel': Gumbel MuZero's as in EfficientZero V2 (shared/SPEC_GUMBEL.md: sequential halving
+    at the root, improved-policy targets, the search picks the action; no Dirichlet noise)."""
+    gumbel_max_considered: int = 0
+    """Gumbel mode: actions considered at the root (m_max); 0 = EfficientZero V2's rule
+    (2 if A < 4, 4 if A < 16, else 8)."""
+    gumbel_c_visit: float = 50.0
+    """Gumbel mode: c_visit of sigma(q) = (c_visit + max N) * c_scale * q."""
+    gumbel_c_scale: float = 0.1
+    """Gumbel mode: c_scale of sigma(q)."""
+    gumbel_scale: float = 1.0
+    """Gumbel mode: scale of the Gumbel(0, 1) noise drawn for self-play and reanalysis roots
+    (evaluation always passes zero noise)."""
 
     def check(self) -> None:
+        _require(self.mode in ("pucb", "gumbel"), "search.mode", f"must be pucb or gumbel, got {self.mode!r}")
+        _require(self.gumbel_max_considered >= 0, "search.gumbel_max_considered", "must be >= 0 (0 = EZ-V2's rule)")
+        _require(self.gumbel_c_visit >= 0.0, "search.gumbel_c_visit", "must be >= 0")
+        _require(self.gumbel_c_scale >= 0.0, "search.gumbel_c_scale", "must be >= 0")
+        _require(0.0 <= self.gumbel_scale <= 10.0, "search.gumbel_scale", "must be in [0, 10]")
         _require(1 <= self.num_simulations <= 100_000, "search.num_simulations", "must be in [1, 100000]")
         _require(0.0 < self.discount <= 1.0, "search.discount", "must be in (0, 1]")
         _require(self.c_init > 0.0, "search.c_init", "must be > 0")

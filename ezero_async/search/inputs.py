@@ -75,6 +75,18 @@ def check_prepare(root_logits: np.ndarray, noise: np.ndarray | None, seed: int):
     return root_logits, noise, check_seed(seed)
 
 
+def check_gumbel_prepare(root_logits: np.ndarray, root_values: np.ndarray, gumbel: np.ndarray | None, seed: int):
+    """Validate a Gumbel prepare(): root_logits float32[B, A], root_values float32[B], gumbel
+    float32[B, A] or None (zeros). Returns contiguous arrays (gumbel never None) and seed mod 2^64."""
+    root_logits = check_float32("root_logits", root_logits, None, 2)
+    root_values = check_float32("root_values", root_values, root_logits.shape[:1], 1)
+    if gumbel is None:
+        gumbel = np.zeros_like(root_logits)
+    else:
+        gumbel = check_float32("gumbel", gumbel, root_logits.shape, 2)
+    return root_logits, root_values, gumbel, check_seed(seed)
+
+
 def check_backup(value_prefix: np.ndarray, value: np.ndarray, logits: np.ndarray, num_roots: int,
                  num_actions: int):
     """Validate backup() inputs: value_prefix, value float32[B]; logits float32[B, A]."""

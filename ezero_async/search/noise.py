@@ -1,4 +1,5 @@
-"""Root exploration noise: one Dirichlet draw per root, made by the caller of prepare()."""
+"""Root exploration noise, drawn by the caller of prepare(): one Dirichlet draw per root (pUCT mode)
+or one Gumbel(0, 1) vector per root (Gumbel mode)."""
 from __future__ import annotations
 
 import numpy as np
@@ -13,3 +14,13 @@ def dirichlet_noise(num_roots: int, num_actions: int, alpha: float, rng: np.rand
     if not alpha > 0.0:
         raise ValueError(f"alpha must be > 0, got {alpha}")
     return rng.dirichlet([alpha] * num_actions, size=num_roots).astype(np.float32)
+
+
+def gumbel_noise(num_roots: int, num_actions: int, rng: np.random.Generator, scale: float = 1.0) -> np.ndarray:
+    """float32[B, A]: scale * rng.gumbel(size=(B, A)) cast to float32."""
+    num_roots = check_size("num_roots", num_roots)
+    num_actions = check_size("num_actions", num_actions)
+    if not 0.0 <= scale < float("inf"):
+        raise ValueError(f"scale must be finite and >= 0, got {scale}")
+    draws = rng.gumbel(size=(num_roots, num_actions))
+    return (draws * scale if scale != 1.0 else draws).astype(np.float32)
