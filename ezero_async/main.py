@@ -40,7 +40,7 @@ def _games_epilog() -> str:
 
     lines = ["presets:"]
     for name in preset_names():
-        lines.append(f"  {name:<10} {PRESETS[name]['about'].get('summary', '')}")
+        lines.append(f"  {name:<13} {PRESETS[name]['about'].get('summary', '')}")
     lines.append("")
     lines.append("games (default preset: atari100k for Atari, cartpole for CartPole/Acrobot,")
     lines.append("       minatar for MinAtar/<Name>; --preset smoke works with any):")

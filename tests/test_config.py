@@ -11,15 +11,58 @@ from ezero_async.config.sections import SECTIONS
 from ezero_async.errors import ConfigError
 
 
-@pytest.mark.parametrize("preset", ["atari100k", "minatar", "cartpole", "smoke"])
+@pytest.mark.parametrize("preset", ["atari100k", "minatar", "cartpole", "smoke", "atari100k-v2", "minatar-v2",
+                                    "cartpole-v2"])
 def test_every_preset_builds_and_checks(preset):
-    config = build_config(preset, "CartPole" if preset == "cartpole" else "Breakout")
+    config = build_config(preset, "CartPole" if preset.startswith("cartpole") else "Breakout")
     config.check()
     assert config.preset == preset
 
 
 def test_presets_are_listed():
-    assert set(preset_names()) >= {"atari100k", "minatar", "cartpole", "smoke"}
+    assert set(preset_names()) >= {"atari100k", "minatar", "cartpole", "smoke", "atari100k-v2", "minatar-v2",
+                                   "cartpole-v2"}
+
+
+def test_atari100k_v2_has_the_gumbel_spec_values():
+    c = build_config("atari100k-v2", "Breakout")
+    s = c.search
+    assert (s.mode, s.num_simulations, s.gumbel_max_considered, s.gumbel_c_visit, s.gumbel_c_scale,
+            s.gumbel_scale) == ("gumbel", 16, 0, 50.0, 0.1, 1.0)
+    r = c.replay
+    assert (r.value_target, r.td_steps, r.mixed_start_step, r.mixed_fresh_transitions) == ("mixed", 5, 30_000, 5_000)
+    assert (r.priority_alpha, r.priority_beta_start, r.priority_weight_min) == (1.0, 1.0, 0.1)
+    assert c.runtime.reanalyse_fraction == 1.0
+    assert c.learner.consistency_coeff == 5.0
+    m = c.model
+    assert (m.action_embedding, m.head_activation, m.pred_hidden, m.latent_norm) == (True, "elu", 256, "none")
+    # Everything else is atari100k's (SPEC_GUMBEL.md: optimiser, schedules, replay ratio, evaluation).
+    v1 = build_config("atari100k", "Breakout")
+    assert (c.learner.lr_init, c.learner.batch_size, c.runtime.env_steps, c.runtime.tail_train_steps) == (
+        v1.learner.lr_init, v1.learner.batch_size, v1.runtime.env_steps, v1.runtime.tail_train_steps)
+    assert c.search.discount == v1.search.discount and c.env == v1.env
+
+
+@pytest.mark.parametrize("v1, v2, sims", [("cartpole", "cartpole-v2", 8), ("minatar", "minatar-v2", 16)])
+def test_small_v2_presets_are_their_v1_preset_with_gumbel_search(v1, v2, sims):
+    game = "CartPole" if v1 == "cartpole" else "MinAtar/Breakout"
+    a, b = build_config(v1, game), build_config(v2, game)
+    assert (b.search.mode, b.search.num_simulations) == ("gumbel", sims)
+    for name in SECTIONS:
+        if name != "search":
+            assert getattr(a, name) == getattr(b, name), name
+
+
+def test_preset_base_chains_are_checked(monkeypatch):
+    from ezero_async.config import presets
+    files = {"a": {"about": {"base": "b"}, "search": {"num_simulations": 3}},
+             "b": {"search": {"num_simulations": 7, "discount": 0.9}},
+             "loop": {"about": {"base": "loop"}}, "orphan": {"about": {"base": "nowhere"}}}
+    assert presets._resolve("a", files, ())["values"] == {"search.num_simulations": 3, "search.discount": 0.9}
+    with pytest.raises(ConfigError, match="circular base chain loop -> loop"):
+        presets._resolve("loop", files, ())
+    with pytest.raises(ConfigError, match="unknown base preset 'nowhere'"):
+        presets._resolve("orphan", files, ())
 
 
 def test_atari100k_has_the_spec_values():
@@ -92,6 +135,10 @@ def test_unknown_key_suggests_close_match():
     ({"replay.discount": 0.9}, "search.discount: must equal replay.discount"),
     ({"runtime.start_transitions": 10**9}, "runtime.start_transitions: must be <="),
     ({"learner.amp": "fp8"}, "learner.amp"),
+    ({"search.mode": "alphazero"}, "search.mode: must be pucb or gumbel"),
+    ({"replay.value_target": "mixed"}, "replay.value_target: 'mixed' needs runtime.reanalyse_fraction = 1"),
+    ({"replay.priority_weight_min": 2.0}, "replay.priority_weight_min: must be in"),
+    ({"model.head_activation": "tanh"}, "model.head_activation: must be relu or elu"),
 ])
 def test_out_of_range_values_are_rejected(overrides, fragment):
     with pytest.raises(ConfigError, match=fragment):
@@ -99,7 +146,8 @@ def test_out_of_range_values_are_rejected(overrides, fragment):
 
 
 def test_unknown_preset_lists_presets():
-    with pytest.raises(ConfigError, match="available: atari100k, cartpole, minatar, smoke"):
+    with pytest.raises(ConfigError, match="available: atari100k, atari100k-v2, cartpole, cartpole-v2, minatar, "
+                                          "minatar-v2, smoke"):
         build_config("atari200k", "Breakout")
 
 

@@ -144,3 +144,27 @@ def test_latent_norm_rejects_unknown_values():
 
     with pytest.raises(ConfigError, match="model.latent_norm"):
         build_config("smoke", "CartPole", {"model.latent_norm": "layer"})
+
+
+def test_atari100k_v2_network_options():
+    """EZ-V2: the action plane is embedded (1x1 conv to 16, LayerNorm over [16, 6, 6], ReLU) before
+    the dynamics conv; head MLPs use ELU; the predictor is 256 wide. V1 has none of these."""
+    v2 = build_model(build_config("atari100k-v2", "Breakout").model, (96, 96, 3), 4, 18, 5)
+    v1 = build_model(build_config("atari100k", "Breakout").model, (96, 96, 3), 4, 18, 5)
+    embed = v2.dynamics.embed
+    assert isinstance(embed[0], torch.nn.Conv2d) and embed[0].out_channels == 16
+    assert tuple(embed[1].normalized_shape) == (16, 6, 6)
+    assert v2.dynamics.conv.in_channels == 64 + 16 and v1.dynamics.conv.in_channels == 64 + 1
+    assert v1.dynamics.embed is None
+    heads = (v2.prediction.value, v2.prediction.policy, v2.dynamics.value_prefix)
+    assert all(any(isinstance(m, torch.nn.ELU) for m in h.modules()) for h in heads)
+    assert not any(isinstance(m, torch.nn.ELU) for m in v1.modules())
+    assert v2.predictor.mlp[0].out_features == 256
+    # Different actions give different next latents through the embedding, and gradients reach it.
+    v2.train()
+    lat, _, _ = v2.initial_inference(torch.rand(4, 12, 96, 96))
+    nxt, _, vp, _, _ = v2.recurrent_inference(lat, v2.initial_lstm_state(4, "cpu"), torch.tensor([0, 5, 9, 17]),
+                                              torch.ones(4, dtype=torch.bool))
+    assert not torch.allclose(nxt[0], nxt[1])
+    (nxt.square().mean() + vp.sum()).backward()
+    assert embed[0].weight.grad is not None and embed[0].weight.grad.abs().sum() > 0

@@ -98,3 +98,22 @@ def test_td_depth_from_age():
     idx = np.array([999, 900, 899, 601, 600, 0])
     # ages 1, 100, 101, 399, 400, 1000 -> 5-0, 5-1, 5-1, 5-3, 5-4, clip(5-10) = 1
     assert td_depth(idx, 1000, cfg).tolist() == [5, 4, 4, 2, 1, 1]
+
+
+def test_td_depth_is_full_for_the_mixed_value_target():
+    cfg = ReplayConfig(capacity=64, td_steps=5, td_age_unit=100, value_target="mixed")
+    assert td_depth(np.array([999, 600, 0]), 1000, cfg).tolist() == [5, 5, 5]
+
+
+def test_is_weights_are_clipped_to_the_floor_after_max_normalisation():
+    # EZ-V2: alpha = beta = 1, weights clipped to [0.1, 1].
+    cfg = ReplayConfig(capacity=64, priority_alpha=1.0, priority_beta_start=1.0, priority_weight_min=0.1)
+    sampler = PrioritySampler(64, cfg, seed=4)
+    p = np.array([0.25] * 20 + [5.0] * 20)  # raw weight ratio 0.05: below the floor
+    sampler.apply_events(np.arange(40, dtype=np.int64), np.ones(40, bool))
+    sampler.update(np.arange(40, dtype=np.int64), p)
+    s = sampler.sample(256, 0)
+    w = 1.0 / (40 * p[s.slots] / p.sum())
+    want = np.maximum(w / w.max(), 0.1)
+    np.testing.assert_allclose(s.weights, want, rtol=1e-6)
+    assert s.weights.min() == pytest.approx(0.1) and s.weights.max() == pytest.approx(1.0)

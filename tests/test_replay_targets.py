@@ -151,3 +151,57 @@ def test_actions_past_end_are_uniform_random():
         assert set(np.unique(past).tolist()) == {0, 1}
     finally:
         rep.close()
+
+
+def test_search_value_rows_follow_step_and_age():
+    idx = np.array([0, 94, 95, 99])
+    # N_now = 100, the latest 5 keep TD: i < 95 uses search values, from the start step on.
+    assert targets.search_value_rows(idx, 100, 29, 30, 5).tolist() == [False] * 4
+    assert targets.search_value_rows(idx, 100, 30, 30, 5).tolist() == [True, True, False, False]
+
+
+@pytest.mark.parametrize("end", ["term", "trunc"])
+def test_mixed_value_targets_on_a_hand_built_replay(end):
+    """EZ-V2's mixed target: old samples take the reanalysis root values (0 from a terminal on),
+    fresh ones the full-depth TD target; only rows with a fresh search can take search values."""
+    cfg = ReplayConfig(capacity=64, unroll_steps=2, td_steps=2, td_age_unit=1, discount=G, lstm_horizon=1,
+                       value_target="mixed", mixed_start_step=10, mixed_fresh_transitions=3)
+    rep = Replay(cfg, obs_shape=(1,), obs_dtype="float32", num_actions=2, frame_stack=2, seed=0)
+    try:
+        write_episode(rep, [1.0, 0.0, 2.0, 3.0], end)  # T = 4, N_now = 4: index 0 is old, 1..3 fresh
+        indices = [0, 1, 2, 0]
+        slots = rep.hot.slot_of_index(np.array(indices))
+        sample = Sample(slots, np.ones(4, np.float32), np.ones(4), 1.0)
+        builder = ContextBuilder(rep.hot, cfg, 4, 0.75, seed=2)  # 3 of 4 rows get fresh searches
+        ctx = builder.build(sample, step=10)
+        assert ctx.td.tolist() == [2, 2, 2, 2]  # full depth: no off-policy correction in mixed mode
+        rows = ctx.reanalyse_rows.tolist()
+        old = [b for b in range(4) if indices[b] == 0]
+        assert ctx.search_value.tolist() == [b in old and b in rows for b in range(4)]
+        assert any(ctx.search_value)  # seed 2 puts at least one old row among the searched ones
+        search_values = np.array([[100.0 + 10 * r + k for k in range(3)] for r in range(len(rows))], np.float32)
+        tb = finish(ctx, last_frame_values(ctx, 2), np.full((len(rows), 3, 2), 0.5, np.float32), search_values)
+        # The same batch one step before the start step: every row keeps its TD target.
+        early = ContextBuilder(rep.hot, cfg, 4, 0.75, seed=2).build(sample, step=9)
+        assert not early.search_value.any()
+        td = finish(early, last_frame_values(early, 2), np.full((len(rows), 3, 2), 0.5, np.float32), search_values)
+        for b in range(4):
+            if ctx.search_value[b]:
+                r = rows.index(b)
+                assert tb.target_value[b].tolist() == [100.0 + 10 * r, 101.0 + 10 * r, 102.0 + 10 * r]  # t=0: u < T
+            else:
+                np.testing.assert_array_equal(tb.target_value[b], td.target_value[b])  # the TD target
+        with pytest.raises(ValueError, match="no fresh_values"):
+            finish(ctx, last_frame_values(ctx, 2), np.full((len(rows), 3, 2), 0.5, np.float32))
+    finally:
+        rep.close()
+
+
+def test_mix_values_zero_from_the_end_on():
+    td = np.ones((2, 3), np.float32)
+    search = np.array([[5.0, 6.0, 7.0]], np.float32)
+    policy_mask = np.array([[True, False, False], [True, True, True]])
+    out = targets.mix_values(td, search, np.array([0]), np.array([True, True]), policy_mask)
+    assert out.tolist() == [[5.0, 0.0, 0.0], [1.0, 1.0, 1.0]]  # row 1 had no fresh search
+    with pytest.raises(ValueError, match="does not match"):
+        targets.mix_values(td, search, np.array([0, 1]), np.array([True, True]), policy_mask)

@@ -55,6 +55,36 @@ def test_smoke_run_writes_summary_and_replay_store(tmp_path, game, capsys):
     assert shm_segments() <= before
 
 
+def test_gumbel_mode_runs_end_to_end_with_the_v2_targets(tmp_path, monkeypatch):
+    """EZ-V2 mode on an image game: self-play plays the search's action (never a draw from visit
+    counts), every sample is reanalysed, and old samples take search values as value targets."""
+    from ezero_async.replay import targets
+    from ezero_async.runtime import actors
+
+    def no_sampling(*args, **kwargs):
+        raise AssertionError("Gumbel self-play must play the search's action, not sample visit counts")
+
+    monkeypatch.setattr(actors, "select_action", no_sampling)
+    mixed_rows = []
+    mix_values = targets.mix_values
+
+    def counting_mix_values(td, search_values, rows, use_search, policy_mask):
+        mixed_rows.append(int(use_search.sum()))
+        return mix_values(td, search_values, rows, use_search, policy_mask)
+
+    monkeypatch.setattr(targets, "mix_values", counting_mix_values)
+    config = smoke("Breakout", **{
+        "search.mode": "gumbel", "runtime.env_steps": 200, "runtime.tail_train_steps": 10,
+        "runtime.reanalyse_fraction": 1.0, "replay.value_target": "mixed", "replay.mixed_start_step": 120,
+        "replay.mixed_fresh_transitions": 50, "replay.priority_alpha": 1.0, "replay.priority_beta_start": 1.0,
+        "replay.priority_weight_min": 0.1, "learner.consistency_coeff": 5.0, "model.action_embedding": True,
+        "model.head_activation": "elu"})
+    summary = train(config, tmp_path / "run", "cpu")
+    assert summary["env_steps"] == 200 and summary["training_steps"] == 210
+    assert summary["final_eval"]["episodes"] == config.runtime.final_eval_episodes
+    assert mixed_rows and sum(mixed_rows) > 0  # from step 120 on, old samples used search values
+
+
 def test_pacer_schedule_matches_the_spec():
     config = build_config("atari100k", "Breakout")
     pacer = Pacer(config.runtime, config.learner)

@@ -1,4 +1,6 @@
-"""Presets are data: TOML files in presets/, each a set of overrides on the section defaults."""
+"""Presets are data: TOML files in presets/, each a set of overrides on the section defaults, or on
+another preset's values when its [about] table names a `base` (the -v2 presets: a V1 preset plus
+EfficientZero V2's settings)."""
 from __future__ import annotations
 
 import difflib
@@ -12,14 +14,29 @@ from ezero_async.errors import ConfigError
 
 
 def _load_presets() -> dict[str, dict[str, Any]]:
-    presets = {}
+    files = {}
     for entry in resources.files("ezero_async.config").joinpath("presets").iterdir():
         if entry.name.endswith(".toml"):
-            data = tomllib.loads(entry.read_text())
-            flat = {f"{section}.{key}": value for section, table in data.items() if section != "about"
-                    for key, value in table.items()}
-            presets[entry.name[: -len(".toml")]] = {"about": data.get("about", {}), "values": flat}
-    return presets
+            files[entry.name[: -len(".toml")]] = tomllib.loads(entry.read_text())
+    return {name: _resolve(name, files, ()) for name in files}
+
+
+def _resolve(name: str, files: dict[str, dict[str, Any]], chain: tuple[str, ...]) -> dict[str, Any]:
+    """A preset's flat values: those of its `[about] base` preset (if any), then its own.
+    The about table is the preset's own (device and summary are not inherited)."""
+    if name in chain:
+        raise ConfigError(f"preset {name!r}: circular base chain {' -> '.join(chain + (name,))}")
+    data = files[name]
+    about = data.get("about", {})
+    values: dict[str, Any] = {}
+    base = about.get("base")
+    if base is not None:
+        if base not in files:
+            raise ConfigError(f"preset {name!r}: unknown base preset {base!r}")
+        values.update(_resolve(base, files, chain + (name,))["values"])
+    values.update({f"{section}.{key}": value for section, table in data.items() if section != "about"
+                   for key, value in table.items()})
+    return {"about": about, "values": values}
 
 
 PRESETS: dict[str, dict[str, Any]] = _load_presets()

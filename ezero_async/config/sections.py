@@ -147,7 +147,17 @@ class ModelConfig:
     train mode; the policy drifted off the track), MinAtar (conv) does not (eval 1.22 vs train
     1.23 mean root value; final return 5.28 unscaled vs 4.47 scaled). docs/learning.md."""
 
+    head_activation: str = "relu"
+    """Activation of the hidden layers of the value, policy and value-prefix MLPs: 'relu' (EZ-V1)
+    or 'elu' (EZ-V2)."""
+    action_embedding: bool = False
+    """Image dynamics: embed the action plane a / A with a 1x1 conv to 16 channels, LayerNorm and
+    ReLU before it joins the latent (EZ-V2); off: the raw plane joins it (EZ-V1). Vector
+    dynamics always take a one-hot action."""
+
     def check(self) -> None:
+        _require(self.head_activation in ("relu", "elu"), "model.head_activation",
+                 f"must be relu or elu, got {self.head_activation!r}")
         _require(self.kind in ("auto", "resnet", "conv", "mlp"), "model.kind",
                  f"must be auto, resnet, conv or mlp, got {self.kind!r}")
         for name in ("channels", "num_blocks", "reduced_channels", "lstm_hidden", "latent_dim",
@@ -182,6 +192,16 @@ class ReplayConfig:
     """beta reaches 1 at this training step."""
     priority_eps: float = 1e-6
     """Added to |v - z| for new priorities."""
+    priority_weight_min: float = 0.0
+    """Importance weights are clipped to [this, 1] after max-normalisation (EZ-V2: 0.1; 0: no clip)."""
+    value_target: str = "td"
+    """'td': n-step TD with the off-policy depth correction (EZ-V1). 'mixed' (EZ-V2): n-step TD
+    at full depth for the freshest data, and the reanalysis search's root value for older data
+    from training step mixed_start_step on (needs runtime.reanalyse_fraction = 1)."""
+    mixed_start_step: int = 30_000
+    """'mixed' value target: training step from which older data uses search values."""
+    mixed_fresh_transitions: int = 5_000
+    """'mixed' value target: the latest this many collected transitions keep the TD target."""
     segment_length: int = 64
     """Frames per zarr chunk (the durable store appends whole segments)."""
     zstd_level: int = 3
@@ -198,6 +218,11 @@ class ReplayConfig:
         _require(0.0 <= self.priority_beta_start <= 1.0, "replay.priority_beta_start", "must be in [0, 1]")
         _require(self.priority_beta_steps >= 1, "replay.priority_beta_steps", "must be >= 1")
         _require(self.priority_eps > 0.0, "replay.priority_eps", "must be > 0")
+        _require(0.0 <= self.priority_weight_min <= 1.0, "replay.priority_weight_min", "must be in [0, 1]")
+        _require(self.value_target in ("td", "mixed"), "replay.value_target",
+                 f"must be td or mixed, got {self.value_target!r}")
+        _require(self.mixed_start_step >= 0, "replay.mixed_start_step", "must be >= 0")
+        _require(self.mixed_fresh_transitions >= 0, "replay.mixed_fresh_transitions", "must be >= 0")
         _require(self.segment_length >= 1, "replay.segment_length", "must be >= 1")
         _require(0 <= self.zstd_level <= 22, "replay.zstd_level", "must be in [0, 22]")
 
@@ -423,5 +448,8 @@ class RunConfig:
             _require(va == vb, a, f"must equal {b} ({va} != {vb})")
         _require(self.runtime.start_transitions <= self.runtime.env_steps, "runtime.start_transitions",
                  f"must be <= runtime.env_steps ({self.runtime.env_steps})")
+        _require(self.replay.value_target != "mixed" or self.runtime.reanalyse_fraction == 1.0,
+                 "replay.value_target", "'mixed' needs runtime.reanalyse_fraction = 1 (older samples' value "
+                 f"targets come from fresh searches), got {self.runtime.reanalyse_fraction}")
         _require(self.replay.capacity >= self.learner.batch_size, "replay.capacity",
                  f"must be >= learner.batch_size ({self.learner.batch_size})")

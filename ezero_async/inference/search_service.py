@@ -28,16 +28,33 @@ from ezero_async._ext.frames import gather_planes
 from ezero_async.config.sections import BatcherConfig, SearchConfig
 from ezero_async.inference.runner import ModelRunner
 from ezero_async.learner.model import stack_frames
-from ezero_async.search import CTree
+from ezero_async.search import CTree, GumbelCTree
+
+
+class RootResult(NamedTuple):
+    """One root's search outputs, in either search mode."""
+
+    policy: np.ndarray
+    """float32[A]: the policy target: visit counts / S (pUCT) or the improved policy pi' (Gumbel)."""
+    root_value: float
+    """The search value: mean backed-up value (pUCT); W / N over the network value and the
+    backed-up returns (Gumbel)."""
+    action: int
+    """The search's own action: the most visited, lowest index on ties (pUCT; self-play samples
+    from the visit counts instead); sequential halving's winner (Gumbel, what self-play plays)."""
+    visit_counts: np.ndarray
+    """int32[A]: visits of the root's children (sum S)."""
 
 
 class SearchResult(NamedTuple):
     """Search outputs for the n roots of one request."""
 
+    policies: np.ndarray
+    """float32[n, A]: policy targets (see RootResult.policy)."""
+    root_values: np.ndarray
+    """float32[n]: search values (see RootResult.root_value)."""
     visit_counts: np.ndarray
     """int32[n, A]."""
-    root_values: np.ndarray
-    """float32[n]: mean backed-up value over the simulations."""
 
 
 @dataclass
@@ -50,10 +67,12 @@ class _Root:
 
 
 class _Slot:
-    """One group in flight: its tree and its device pools (allocated on first use)."""
+    """One group in flight: its tree (CTree or GumbelCTree by search.mode) and its device pools
+    (allocated on first use)."""
 
     def __init__(self, num_roots: int, num_actions: int, config: SearchConfig) -> None:
-        self.tree = CTree(num_roots=num_roots, num_actions=num_actions, config=config)
+        tree_cls = GumbelCTree if config.mode == "gumbel" else CTree
+        self.tree = tree_cls(num_roots=num_roots, num_actions=num_actions, config=config)
         self.latents: torch.Tensor | None = None  # [S + 1, B, *latent]
         self.h: torch.Tensor | None = None  # [S + 1, B, hidden]
         self.c: torch.Tensor | None = None
@@ -86,19 +105,22 @@ class SearchService:
 
     async def search(self, kind: str, version: int, stacks: np.ndarray, noise: np.ndarray | None,
                      seed: int) -> SearchResult:
-        """Search n roots: stacks [n, S, *F] (frames oldest first), noise float32[n, A] or None."""
+        """Search n roots: stacks [n, S, *F] (frames oldest first), noise float32[n, A] or None
+        (root noise of the search mode: Dirichlet draws, or Gumbel draws; None in evaluation)."""
         loop = asyncio.get_running_loop()
         roots = [_Root(stacks[i], None if noise is None else noise[i], seed + i, loop.create_future())
                  for i in range(len(stacks))]
         await self._submit((kind, version, noise is not None), roots)
-        results = [root.future.result() for root in roots]
-        return SearchResult(np.stack([r[0] for r in results]), np.array([r[1] for r in results], np.float32))
+        results: list[RootResult] = [root.future.result() for root in roots]
+        return SearchResult(np.stack([r.policy for r in results]),
+                            np.array([r.root_value for r in results], np.float32),
+                            np.stack([r.visit_counts for r in results]))
 
     async def search_one(self, kind: str, version: int, frames: Sequence[np.ndarray], noise: np.ndarray | None,
-                         seed: int) -> tuple[np.ndarray, float]:
+                         seed: int) -> RootResult:
         """Search one root (an env's step): frames S arrays [*F] oldest first, noise float32[A] or
-        None. Returns (visit counts int32[A], root value). The frames are only read, and are
-        copied into the group's input before the result is set."""
+        None. The frames are only read, and are copied into the group's input before the result
+        is set."""
         root = _Root(frames, noise, seed, asyncio.get_running_loop().create_future())
         await self._submit((kind, version, noise is not None), [root])
         return root.future.result()
@@ -173,12 +195,12 @@ class SearchService:
             self.group_sizes.append(len(roots))
             self.batch_wait_s += time.monotonic() - roots[0].since
             noise = np.stack([r.noise for r in roots]) if noisy else None
-            counts, root_values = await self.runner.call(self._search, slot, kind, version, [r.obs for r in roots],
-                                                         noise, roots[0].seed)
+            policies, root_values, actions, counts = await self.runner.call(
+                self._search, slot, kind, version, [r.obs for r in roots], noise, roots[0].seed)
             self.roots_searched += len(roots)
             for i, root in enumerate(roots):
                 if not root.future.done():
-                    root.future.set_result((counts[i], float(root_values[i])))
+                    root.future.set_result(RootResult(policies[i], float(root_values[i]), int(actions[i]), counts[i]))
         except BaseException as exc:  # every waiting root gets the original exception
             for root in roots:
                 if not root.future.done():
@@ -192,16 +214,21 @@ class SearchService:
     # ------------------------------------------------------------ inference threads
 
     def _search(self, slot: _Slot, kind: str, version: int, stacks: list[Sequence[np.ndarray]],
-                noise: np.ndarray | None, seed: int) -> tuple[np.ndarray, np.ndarray]:
-        """One group's whole search: visit counts int32[n, A] and root values float32[n]."""
+                noise: np.ndarray | None, seed: int) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+        """One group's whole search: policies float32[n, A], root values float32[n], actions
+        int32[n] and visit counts int32[n, A] (see RootResult)."""
         with self.runner.lease(kind, version) as model:
             n = len(stacks)
-            latent, _, logits = self._initial_inference(model, stacks)
+            latent, value, logits = self._initial_inference(model, stacks)
             self._root_state(slot, model, latent)
             tree = slot.tree
             started = time.perf_counter()
             tree_s = 0.0
-            tree.prepare(logits.float().cpu().numpy(), noise=noise, seed=seed)  # sync: the tree needs the priors
+            root_logits = logits.float().cpu().numpy()  # sync: the tree needs the priors
+            if isinstance(tree, GumbelCTree):
+                tree.prepare(root_logits, value.float().cpu().numpy(), gumbel=noise)
+            else:
+                tree.prepare(root_logits, noise=noise, seed=seed)
             rows = torch.arange(n, device=self.device)
             for s in range(self.config.num_simulations):
                 parents, actions, reset = tree.select()
@@ -210,8 +237,13 @@ class SearchService:
                 started = time.perf_counter()
                 tree.backup(*out)
             counts, root_values = tree.visit_counts(), tree.root_values()
+            if isinstance(tree, GumbelCTree):
+                policies, actions = tree.improved_policy(), tree.actions()
+            else:
+                policies = (counts / counts.sum(axis=1, keepdims=True)).astype(np.float32)
+                actions = counts.argmax(axis=1)  # numpy's argmax: the first maximum
             self.tree_s += tree_s + time.perf_counter() - started  # GIL held: one += at a time
-            return counts, root_values
+            return policies, root_values, actions, counts
 
     def _input(self, stacks: Sequence[Sequence[np.ndarray]]) -> torch.Tensor:
         """n roots' stacks (each S frames [*F] oldest first, or an array [S, *F]) as the network

@@ -85,15 +85,20 @@ class AtariStem(nn.Module):
         return self.pool2(x)
 
 
+ACTIVATIONS: dict[str, type[nn.Module]] = {"relu": nn.ReLU, "elu": nn.ELU}
+"""model.head_activation -> module class."""
+
+
 def bn_mlp(in_size: int, hidden: Sequence[int], out_size: int, momentum: float, *,
-           zero_last: bool = False, out_norm: bool = False, out_relu: bool = False) -> nn.Sequential:
-    """Linear-BN-ReLU for each hidden size, then Linear to out_size (optionally followed by BN
-    and ReLU). zero_last initialises the output Linear to zero (EfficientZero's heads start
-    by predicting the uniform distribution)."""
+           zero_last: bool = False, out_norm: bool = False, out_relu: bool = False,
+           activation: str = "relu") -> nn.Sequential:
+    """Linear-BN-activation for each hidden size, then Linear to out_size (optionally followed
+    by BN and ReLU). zero_last initialises the output Linear to zero (EfficientZero's heads
+    start by predicting the uniform distribution)."""
     layers: list[nn.Module] = []
     size = in_size
     for width in hidden:
-        layers += [nn.Linear(size, width), nn.BatchNorm1d(width, momentum=momentum), nn.ReLU()]
+        layers += [nn.Linear(size, width), nn.BatchNorm1d(width, momentum=momentum), ACTIVATIONS[activation]()]
         size = width
     last = nn.Linear(size, out_size)
     if zero_last:
@@ -111,11 +116,12 @@ class ConvHead(nn.Module):
     """1x1 conv to a few channels -> BN -> ReLU -> flatten -> BN MLP (value, policy heads)."""
 
     def __init__(self, channels: int, reduced: int, spatial: int, hidden: Sequence[int], out_size: int,
-                 momentum: float) -> None:
+                 momentum: float, activation: str = "relu") -> None:
         super().__init__()
         self.conv = nn.Conv2d(channels, reduced, kernel_size=1)
         self.bn = nn.BatchNorm2d(reduced, momentum=momentum)
-        self.mlp = bn_mlp(reduced * spatial * spatial, hidden, out_size, momentum, zero_last=True)
+        self.mlp = bn_mlp(reduced * spatial * spatial, hidden, out_size, momentum, zero_last=True,
+                          activation=activation)
 
     def forward(self, latent: torch.Tensor) -> torch.Tensor:
         """latent: float[B, C, h, w] -> float[B, out_size] logits."""

@@ -164,13 +164,14 @@ def build_model(model_cfg: ModelConfig, obs_shape: Sequence[int], frame_stack: i
     norm = model_cfg.latent_norm == "minmax" or (model_cfg.latent_norm == "auto" and kind == "mlp")
     bins = 2 * model_cfg.support_size + 1
     hidden = tuple(model_cfg.head_hidden)
+    act = model_cfg.head_activation
     if kind == "mlp":
         in_size = frame_stack * int(obs_shape[0])
         latent = model_cfg.latent_dim
         representation: nn.Module = VectorRepresentation(in_size, latent, model_cfg.mlp_hidden, m, norm)
         dynamics: nn.Module = VectorDynamics(latent, num_actions, model_cfg.mlp_hidden, model_cfg.lstm_hidden,
-                                             hidden, bins, m, norm)
-        prediction: nn.Module = VectorPrediction(latent, num_actions, hidden, bins, m)
+                                             hidden, bins, m, norm, act)
+        prediction: nn.Module = VectorPrediction(latent, num_actions, hidden, bins, m, act)
         latent_shape: tuple[int, ...] = (latent,)
     else:
         height, width, channels_in = (int(v) for v in obs_shape)
@@ -181,9 +182,9 @@ def build_model(model_cfg: ModelConfig, obs_shape: Sequence[int], frame_stack: i
         spatial = AtariStem.output_size(height) if kind == "resnet" else height
         representation = ImageRepresentation(frame_stack * channels_in, c, model_cfg.num_blocks, m, stem, norm)
         dynamics = ImageDynamics(c, spatial, num_actions, model_cfg.num_blocks, model_cfg.reduced_channels,
-                                 model_cfg.lstm_hidden, hidden, bins, m, norm)
+                                 model_cfg.lstm_hidden, hidden, bins, m, norm, model_cfg.action_embedding, act)
         prediction = ImagePrediction(c, spatial, num_actions, model_cfg.num_blocks, model_cfg.reduced_channels,
-                                     hidden, bins, m)
+                                     hidden, bins, m, act)
         latent_shape = (c, spatial, spatial)
     flat = 1
     for v in latent_shape:

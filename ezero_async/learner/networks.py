@@ -19,11 +19,12 @@ LstmState = tuple[torch.Tensor, torch.Tensor]
 class ValuePrefixHead(nn.Module):
     """features -> LSTM cell -> BN -> ReLU -> BN MLP -> value-prefix logits."""
 
-    def __init__(self, features: int, lstm_hidden: int, hidden: Sequence[int], bins: int, momentum: float) -> None:
+    def __init__(self, features: int, lstm_hidden: int, hidden: Sequence[int], bins: int, momentum: float,
+                 activation: str = "relu") -> None:
         super().__init__()
         self.lstm = nn.LSTMCell(features, lstm_hidden)
         self.bn = nn.BatchNorm1d(lstm_hidden, momentum=momentum)
-        self.mlp = bn_mlp(lstm_hidden, hidden, bins, momentum, zero_last=True)
+        self.mlp = bn_mlp(lstm_hidden, hidden, bins, momentum, zero_last=True, activation=activation)
 
     def forward(self, features: torch.Tensor, state: LstmState) -> tuple[torch.Tensor, LstmState]:
         """features: float[B, F], state: (h, c) float[B, lstm_hidden] -> (logits float[B, bins], new state)."""
@@ -59,22 +60,32 @@ class ImageRepresentation(nn.Module):
 class ImageDynamics(nn.Module):
     """(latent, action) -> next latent, and the value prefix through the LSTM.
 
-    The action enters as one constant plane a / A; conv to C channels + the latent as a skip;
-    residual blocks (then min-max scaling if normalize). Value prefix: 1x1 conv -> BN -> ReLU ->
-    flatten -> ValuePrefixHead."""
+    The action enters as one constant plane a / A (embed_action: 1x1 conv to EMBED_CHANNELS,
+    LayerNorm over [EMBED_CHANNELS, h, w], ReLU, as EZ-V2); conv to C channels + the latent as a
+    skip; residual blocks (then min-max scaling if normalize). Value prefix: 1x1 conv -> BN ->
+    ReLU -> flatten -> ValuePrefixHead."""
+
+    EMBED_CHANNELS = 16
 
     def __init__(self, channels: int, spatial: int, num_actions: int, num_blocks: int, reduced: int,
                  lstm_hidden: int, head_hidden: Sequence[int], bins: int, momentum: float,
-                 normalize: bool = False) -> None:
+                 normalize: bool = False, embed_action: bool = False, activation: str = "relu") -> None:
         super().__init__()
         self.num_actions = num_actions
         self.normalize = normalize
-        self.conv = conv3x3(channels + 1, channels)
+        self.embed: nn.Module | None = None
+        action_channels = 1
+        if embed_action:
+            action_channels = self.EMBED_CHANNELS
+            self.embed = nn.Sequential(nn.Conv2d(1, action_channels, kernel_size=1),
+                                       nn.LayerNorm([action_channels, spatial, spatial]), nn.ReLU())
+        self.conv = conv3x3(channels + action_channels, channels)
         self.bn = nn.BatchNorm2d(channels, momentum=momentum)
         self.tower = residual_tower(channels, num_blocks, momentum)
         self.reduce = nn.Conv2d(channels, reduced, kernel_size=1)
         self.reduce_bn = nn.BatchNorm2d(reduced, momentum=momentum)
-        self.value_prefix = ValuePrefixHead(reduced * spatial * spatial, lstm_hidden, head_hidden, bins, momentum)
+        self.value_prefix = ValuePrefixHead(reduced * spatial * spatial, lstm_hidden, head_hidden, bins, momentum,
+                                            activation)
 
     def forward(self, latent: torch.Tensor, action: torch.Tensor,
                 state: LstmState) -> tuple[torch.Tensor, torch.Tensor, LstmState]:
@@ -82,6 +93,8 @@ class ImageDynamics(nn.Module):
         -> (next latent float[B, C, h, w], value-prefix logits float[B, bins], new state)."""
         b, _, height, width = latent.shape
         plane = (action.to(latent.dtype) / self.num_actions).view(b, 1, 1, 1).expand(b, 1, height, width)
+        if self.embed is not None:
+            plane = self.embed(plane)
         x = self.bn(self.conv(torch.cat([latent, plane], dim=1)))
         next_latent = self.tower(F.relu(x + latent))
         if self.normalize:
@@ -95,11 +108,11 @@ class ImagePrediction(nn.Module):
     """latent float[B, C, h, w] -> (value logits float[B, bins], policy logits float[B, A])."""
 
     def __init__(self, channels: int, spatial: int, num_actions: int, num_blocks: int, reduced: int,
-                 head_hidden: Sequence[int], bins: int, momentum: float) -> None:
+                 head_hidden: Sequence[int], bins: int, momentum: float, activation: str = "relu") -> None:
         super().__init__()
         self.tower = residual_tower(channels, num_blocks, momentum)
-        self.value = ConvHead(channels, reduced, spatial, head_hidden, bins, momentum)
-        self.policy = ConvHead(channels, reduced, spatial, head_hidden, num_actions, momentum)
+        self.value = ConvHead(channels, reduced, spatial, head_hidden, bins, momentum, activation)
+        self.policy = ConvHead(channels, reduced, spatial, head_hidden, num_actions, momentum, activation)
 
     def forward(self, latent: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         x = self.tower(latent)
@@ -127,12 +140,13 @@ class VectorDynamics(nn.Module):
     latent through the ValuePrefixHead."""
 
     def __init__(self, latent: int, num_actions: int, hidden: Sequence[int], lstm_hidden: int,
-                 head_hidden: Sequence[int], bins: int, momentum: float, normalize: bool = False) -> None:
+                 head_hidden: Sequence[int], bins: int, momentum: float, normalize: bool = False,
+                 activation: str = "relu") -> None:
         super().__init__()
         self.num_actions = num_actions
         self.normalize = normalize
         self.mlp = bn_mlp(latent + num_actions, hidden, latent, momentum, out_norm=True)
-        self.value_prefix = ValuePrefixHead(latent, lstm_hidden, head_hidden, bins, momentum)
+        self.value_prefix = ValuePrefixHead(latent, lstm_hidden, head_hidden, bins, momentum, activation)
 
     def forward(self, latent: torch.Tensor, action: torch.Tensor,
                 state: LstmState) -> tuple[torch.Tensor, torch.Tensor, LstmState]:
@@ -149,10 +163,11 @@ class VectorDynamics(nn.Module):
 class VectorPrediction(nn.Module):
     """latent float[B, L] -> (value logits float[B, bins], policy logits float[B, A])."""
 
-    def __init__(self, latent: int, num_actions: int, head_hidden: Sequence[int], bins: int, momentum: float) -> None:
+    def __init__(self, latent: int, num_actions: int, head_hidden: Sequence[int], bins: int, momentum: float,
+                 activation: str = "relu") -> None:
         super().__init__()
-        self.value = bn_mlp(latent, head_hidden, bins, momentum, zero_last=True)
-        self.policy = bn_mlp(latent, head_hidden, num_actions, momentum, zero_last=True)
+        self.value = bn_mlp(latent, head_hidden, bins, momentum, zero_last=True, activation=activation)
+        self.policy = bn_mlp(latent, head_hidden, num_actions, momentum, zero_last=True, activation=activation)
 
     def forward(self, latent: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         return self.value(latent), self.policy(latent)

@@ -62,6 +62,8 @@ class ReanalyseContext:
     """bool[B, K + 1]: u < T (a policy target exists; fresh searches only there)."""
     reanalyse_rows: np.ndarray
     """int64[R]: sorted batch rows whose policy targets come from fresh searches."""
+    search_value: np.ndarray
+    """bool[B]: value target = the fresh search's root values ('mixed' value target, older data)."""
     mask: np.ndarray
     """float32[B, K + 1]: u <= T."""
     value_mask: np.ndarray
@@ -141,26 +143,39 @@ class ContextBuilder:
             raise ReplayRaceError("build: a slot of the batch was overwritten while it was read")
 
         rows = np.sort(self.rng.choice(b, size=self.reanalyse_count, replace=False)).astype(np.int64)
+        if self.config.value_target == "mixed":
+            search_value = targets.search_value_rows(indices, n_now, step, self.config.mixed_start_step,
+                                                     self.config.mixed_fresh_transitions)
+            search_value[np.setdiff1d(np.arange(b), rows)] = False  # only rows with a fresh search have one
+        else:
+            search_value = np.zeros(b, bool)
         return ReanalyseContext(
             step=step, indices=indices, slots=slots.copy(), weights=np.asarray(sample.weights, np.float32),
             td=td, obs=obs, actions=acts, bootstrap_obs=boot, bootstrap_col=col, bootstrap_needed=needed,
             bootstrap_power=power, reward_sums=sums, rewards=rewards, steps_to_end=steps_to_end,
             truncated=truncated, target_value_prefix=vp, stored_policy=stored, policy_mask=policy_mask,
-            reanalyse_rows=rows, mask=mask, value_mask=value_mask, discount=self.config.discount)
+            reanalyse_rows=rows, search_value=search_value, mask=mask, value_mask=value_mask, discount=self.config.discount)
 
 
-def finish(ctx: ReanalyseContext, bootstrap_values: np.ndarray, fresh_policy: np.ndarray) -> TrainingBatch:
+def finish(ctx: ReanalyseContext, bootstrap_values: np.ndarray, fresh_policy: np.ndarray,
+           fresh_values: np.ndarray | None = None) -> TrainingBatch:
     """TrainingBatch from a context and the network outputs.
 
     bootstrap_values: float[B, K + 1], the target network's value of each bootstrap stack
     (ctx.bootstrap_obs[:, j : j + S]); only columns some needed position reads matter.
     fresh_policy: float[R, K + 1, A], fresh-search visit distributions for ctx.reanalyse_rows
-    at every position (rows past the end are ignored)."""
+    at every position (rows past the end are ignored).
+    fresh_values: float[R, K + 1], those searches' root values; needed where ctx.search_value."""
     b, k1 = ctx.bootstrap_col.shape
     if bootstrap_values.shape != (b, k1):
         raise ValueError(f"finish: bootstrap_values must be [{b}, {k1}], got {bootstrap_values.shape}")
     z = targets.value_targets(ctx.reward_sums, ctx.bootstrap_needed, ctx.bootstrap_power, ctx.bootstrap_col,
                               bootstrap_values, ctx.discount)
+    if ctx.search_value.any():
+        if fresh_values is None:
+            raise ValueError("finish: the context asks for search value targets but no fresh_values were given")
+        z = targets.mix_values(z, np.asarray(fresh_values, np.float32), ctx.reanalyse_rows, ctx.search_value,
+                               ctx.policy_mask)
     policy = targets.mix_policy(ctx.stored_policy, np.asarray(fresh_policy, np.float32), ctx.reanalyse_rows,
                                 ctx.policy_mask)
     return TrainingBatch(obs=ctx.obs, actions=ctx.actions, target_value=z,

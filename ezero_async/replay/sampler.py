@@ -2,7 +2,8 @@
 sum tree, importance-sampling weights with annealed beta, and the off-policy TD depth.
 
 P(i) = p_i^alpha / sum_j p_j^alpha over sampleable slots (priority 0 = not sampleable);
-w_i = (N * P(i))^-beta / max_batch w, beta = beta_start + (1 - beta_start) * min(s / beta_steps, 1).
+w_i = (N * P(i))^-beta / max_batch w, beta = beta_start + (1 - beta_start) * min(s / beta_steps, 1),
+then clipped to [priority_weight_min, 1] (EZ-V2's 0.1).
 The sampler is owned by the replay's process; its methods are thread-safe (one lock around the
 tree: the learner thread updates priorities while reanalysis samples).
 """
@@ -37,13 +38,16 @@ def beta_at(step: int, config: ReplayConfig) -> float:
 
 
 def td_depth(indices: np.ndarray, collected: int, config: ReplayConfig) -> np.ndarray:
-    """Off-policy TD depth: clip(td_steps - (collected - i) // td_age_unit, 1, td_steps).
+    """Off-policy TD depth: clip(td_steps - (collected - i) // td_age_unit, 1, td_steps); the
+    full td_steps for the 'mixed' value target (EZ-V2 corrects old data with search values).
 
     indices: int64[B] 0-based collection indices; collected: transitions collected when the
     batch is built (N_now). Returns int64[B]."""
     age = collected - np.asarray(indices, np.int64)
     if np.any(age < 1):
         raise ValueError("td_depth: an index is not older than the collection count")
+    if config.value_target == "mixed":
+        return np.full(age.shape, config.td_steps, np.int64)
     return np.clip(config.td_steps - age // config.td_age_unit, 1, config.td_steps).astype(np.int64)
 
 
@@ -92,6 +96,8 @@ class PrioritySampler:
         beta = beta_at(step, self.config)
         with self.lock:
             self.tree.sample_weighted(u, beta, slots, probs, weights)
+        if self.config.priority_weight_min > 0.0:
+            np.maximum(weights, np.float32(self.config.priority_weight_min), out=weights)
         return Sample(slots, weights, probs, beta)
 
     def priorities(self) -> np.ndarray:

@@ -7,7 +7,7 @@ Every function works on one sampled batch, relative to each sample's transition 
   truncated: bool[B]               the episode was cut at T (else it terminated there, if it ended);
   td: int64[B]                     the sample's TD depth (1..td_max).
 Position k = 0..K stands for u = t + k. The network calls (bootstrap values, fresh searches)
-happen elsewhere; `value_targets` and `mix_policy` combine their outputs.
+happen elsewhere; `value_targets`, `mix_values` and `mix_policy` combine their outputs.
 """
 from __future__ import annotations
 
@@ -97,4 +97,32 @@ def mix_policy(stored: np.ndarray, fresh: np.ndarray, rows: np.ndarray, policy_m
     np.copyto(out, stored)
     out[rows] = fresh
     out[~np.asarray(policy_mask, bool)] = 0.0
+    return out
+
+
+def search_value_rows(indices: np.ndarray, collected: int, step: int, start_step: int,
+                      fresh_transitions: int) -> np.ndarray:
+    """bool[B]: samples whose value targets are search values under EZ-V2's mixed rule: from
+    training step `start_step` on, every sample older than the latest `fresh_transitions`
+    (collection index i < N_now - fresh_transitions); the others keep the TD target."""
+    indices = np.asarray(indices, np.int64)
+    if step < start_step:
+        return np.zeros(indices.shape, bool)
+    return indices < collected - fresh_transitions
+
+
+def mix_values(td_targets: np.ndarray, search_values: np.ndarray, rows: np.ndarray, use_search: np.ndarray,
+               policy_mask: np.ndarray) -> np.ndarray:
+    """float32[B, K+1] value targets: `td_targets: float32[B, K+1]`, except on the batch rows
+    `rows: int64[R]` (those with fresh searches) where `use_search: bool[B]` is set: there
+    z_u = `search_values: float[R, K+1]` (reanalysis root values) for u < T and 0 from T on
+    (`policy_mask: bool[B, K+1]` = u < T; value_mask still drops u = T of a truncated episode)."""
+    rows = np.asarray(rows, np.int64)
+    if search_values.shape != (len(rows), td_targets.shape[1]):
+        raise ValueError(f"mix_values: search_values {search_values.shape} does not match "
+                         f"rows ({len(rows)}) x {td_targets.shape[1]}")
+    out = np.array(td_targets, np.float32, copy=True)
+    chosen = np.asarray(use_search, bool)[rows]
+    picked = rows[chosen]
+    out[picked] = np.where(np.asarray(policy_mask, bool)[picked], search_values[chosen], 0.0)
     return out

@@ -2,8 +2,9 @@
 
 One coroutine per env of the EnvPool. The pacer hands out collection indices; transition n
 acts uniformly at random while n < start_transitions (a uniform stored policy), then with a
-50-simulation search of the online weights of the scheduled version, root noise on, and an
-action sampled from the visit counts with the scheduled temperature.
+search of the online weights of the scheduled version, root noise on. pUCT mode samples the
+action from the visit counts with the scheduled temperature; Gumbel mode plays the search's
+own action (the Gumbel draw is its exploration). The search's policy is stored as the target.
 """
 from __future__ import annotations
 
@@ -19,7 +20,7 @@ from ezero_async.inference.search_service import SearchService
 from ezero_async.replay.buffer import Replay
 from ezero_async.runtime.pacer import Pacer
 from ezero_async.runtime.waits import Waits
-from ezero_async.search import dirichlet_noise, select_action
+from ezero_async.search import root_noise, select_action
 
 
 NOISE_BLOCK = 64
@@ -63,6 +64,7 @@ async def self_play(env_id: int, pool: EnvPool, service: SearchService, replay: 
     # step's Python work). --serial fixes which env collects which transition, so it stays exact.
     rng = np.random.default_rng([runtime.seed, 1, env_id])
     noise_rows: list[np.ndarray] = []
+    gumbel = search.mode == "gumbel"
     while True:
         waits.begin("pacer", env_id)
         n = await pacer.reserve_transition(env_id)
@@ -76,13 +78,17 @@ async def self_play(env_id: int, pool: EnvPool, service: SearchService, replay: 
             version = pacer.self_play_version(n)
             await pacer.wait_weights(version)
             waits.end("pacer", env_id)
-            if not noise_rows:  # Dirichlet draws in blocks: one numpy call per NOISE_BLOCK steps
-                noise_rows = list(dirichlet_noise(NOISE_BLOCK, num_actions, search.dirichlet_alpha, rng)[::-1])
+            if not noise_rows:  # noise draws in blocks: one numpy call per NOISE_BLOCK steps
+                noise_rows = list(root_noise(search, NOISE_BLOCK, num_actions, rng)[::-1])
             waits.begin("search", env_id)
-            counts, root_value = await service.search_one("online", version, tuple(frames), noise_rows.pop(), seed=n)
+            result = await service.search_one("online", version, tuple(frames), noise_rows.pop(), seed=n)
             waits.end("search", env_id)
-            action = int(select_action(counts, temperature_at(pacer.training_step_at(n), runtime), rng))
-            policy = (counts / counts.sum()).astype(np.float32)
+            if gumbel:
+                action = result.action
+            else:
+                action = int(select_action(result.visit_counts, temperature_at(pacer.training_step_at(n), runtime),
+                                           rng))
+            policy, root_value = result.policy, result.root_value
         waits.begin("env", env_id)
         step = await pool.step(env_id, action)
         waits.end("env", env_id)

@@ -1,4 +1,5 @@
-"""Evaluation episodes: argmax of the visit counts, no root noise, raw scores, evaluation caps."""
+"""Evaluation episodes: the search's action without root noise (pUCT: the most visited; Gumbel:
+zero Gumbel draws), raw scores, evaluation caps."""
 from __future__ import annotations
 
 import asyncio
@@ -8,7 +9,6 @@ from typing import NamedTuple
 
 from ezero_async.envs.pool import EnvPool
 from ezero_async.inference.search_service import SearchService
-from ezero_async.search import greedy_action
 
 
 class EvalResult(NamedTuple):
@@ -33,8 +33,8 @@ async def evaluate(pool: EnvPool, service: SearchService, version: int, episodes
             frames = deque([obs] * frame_stack, maxlen=frame_stack)
             total, length = 0.0, 0
             while max_steps is None or length < max_steps:
-                counts, _ = await service.search_one(kind, version, tuple(frames), None, seed=length)
-                step = await pool.step(env_id, int(greedy_action(counts)))
+                result = await service.search_one(kind, version, tuple(frames), None, seed=length)
+                step = await pool.step(env_id, result.action)
                 total += step.raw_reward
                 length += 1
                 frames.append(step.obs)

@@ -21,7 +21,7 @@ from ezero_async.replay.buffer import Replay
 from ezero_async.replay.context import ContextBuilder, ReanalyseContext, finish
 from ezero_async.runtime.pacer import Pacer
 from ezero_async.runtime.waits import Waits
-from ezero_async.search import dirichlet_noise
+from ezero_async.search import root_noise
 
 QUEUE_POLL_S = 0.002
 """The learner's queue is a thread queue: a full queue is polled, never blocked on, from the loop."""
@@ -104,16 +104,17 @@ async def _targets(ctx: ReanalyseContext, service: SearchService, version: int, 
     rows = ctx.reanalyse_rows
     values_task = asyncio.ensure_future(service.values("target", version, boot))
     fresh = np.zeros((len(rows), k1, num_actions), np.float32)
+    fresh_values = np.zeros((len(rows), k1), np.float32)
     if len(rows):
         roots = position_stacks(ctx.obs[rows], k1, stack).reshape(len(rows) * k1, stack, *frame_shape)
         rng = np.random.default_rng([seed, 2, ctx.step])
-        noise = dirichlet_noise(len(roots), num_actions, search.dirichlet_alpha, rng)
+        noise = root_noise(search, len(roots), num_actions, rng)
         result = await service.search("target", version, roots, noise, seed=ctx.step * 1_000_003)
-        counts = result.visit_counts.reshape(len(rows), k1, num_actions).astype(np.float32)
-        fresh = counts / np.maximum(counts.sum(-1, keepdims=True), 1.0)
+        fresh = result.policies.reshape(len(rows), k1, num_actions)
+        fresh_values = result.root_values.reshape(len(rows), k1)
     values = (await values_task).reshape(b, k1)
     stats.waits.end("targets", worker)
     clock = time.perf_counter()
-    batch = finish(ctx, values, fresh)
+    batch = finish(ctx, values, fresh, fresh_values)
     stats.timing["assemble"] += time.perf_counter() - clock
     return batch

@@ -4,7 +4,16 @@ from __future__ import annotations
 
 import numpy as np
 
+from ezero_async.config.sections import SearchConfig
 from ezero_async.search.inputs import check_size
+
+
+def root_noise(config: SearchConfig, num_roots: int, num_actions: int, rng: np.random.Generator) -> np.ndarray:
+    """float32[B, A] root noise of the configured search mode for self-play and reanalysis roots:
+    Dirichlet(dirichlet_alpha) rows (pUCT) or gumbel_scale * Gumbel(0, 1) draws (Gumbel)."""
+    if config.mode == "gumbel":
+        return gumbel_noise(num_roots, num_actions, rng, config.gumbel_scale)
+    return dirichlet_noise(num_roots, num_actions, config.dirichlet_alpha, rng)
 
 
 def dirichlet_noise(num_roots: int, num_actions: int, alpha: float, rng: np.random.Generator) -> np.ndarray:
