@@ -44,7 +44,7 @@ CHANNEL_COLOURS = np.array([(31, 119, 180), (255, 127, 14), (44, 160, 44), (214,
 """RGB of channel i (cycled) when a frame's channels are object masks (MinAtar)."""
 
 FLAG_KEYS = {"--episodes": "runtime.eval_episodes", "--simulations": "search.num_simulations",
-             "--seed": "runtime.seed"}
+             "--seed": "runtime.seed", "--search-mode": "search.mode"}
 
 
 @dataclass(frozen=True)
@@ -57,6 +57,8 @@ class EvalRequest:
     """Episodes to play; None: the run's runtime.eval_episodes."""
     simulations: int | None
     """Simulations per search; None: the run's search.num_simulations."""
+    search_mode: str | None
+    """'pucb' or 'gumbel'; None: the run's search.mode."""
     seed: int | None
     """Seed of the evaluation games; None: the run's runtime.seed."""
     device: str
@@ -86,12 +88,15 @@ class Played:
 
 def build_parser() -> argparse.ArgumentParser:
     parser = _Parser(prog="python -m ezero_async.evaluate",
-                     description="Evaluate a checkpoint: argmax actions, no root noise, raw scores.")
+                     description="Evaluate a checkpoint: the search's action without root noise (pUCT: the most "
+                                 "visited; Gumbel: zero Gumbel draws), raw scores.")
     parser.add_argument("source", type=Path, metavar="RUN_DIR_OR_CHECKPOINT",
                         help="a run directory (its newest checkpoint) or a checkpoints/step-*.pt file")
     parser.add_argument("--episodes", type=int, help="episodes to play (default: the run's runtime.eval_episodes)")
     parser.add_argument("--simulations", type=int,
                         help="simulations per search (default: the run's search.num_simulations)")
+    parser.add_argument("--search-mode", choices=("pucb", "gumbel"),
+                        help="search to play with (default: the run's search.mode; any checkpoint works with either)")
     parser.add_argument("--seed", type=int, help="seed of the evaluation games (default: the run's seed)")
     parser.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto",
                         help="where the network runs (default auto)")
@@ -123,8 +128,8 @@ def request_from_args(args: argparse.Namespace) -> EvalRequest:
     if args.json_path is not None:
         _check_parent(args.json_path, "--json")
     device = resolve_device(args.device)
-    return EvalRequest(args.source, args.episodes, args.simulations, args.seed, device, args.max_steps,
-                       args.video, args.json_path)
+    return EvalRequest(args.source, args.episodes, args.simulations, args.search_mode, args.seed, device,
+                       args.max_steps, args.video, args.json_path)
 
 
 def _check_parent(path: Path, flag: str) -> None:
@@ -149,7 +154,7 @@ def load(request: EvalRequest) -> tuple[dict[str, Any], Any]:
     config = config_from_dict(state["config"])
     overrides: dict[str, Any] = {"runtime.device": request.device}
     for flag, value in (("--episodes", request.episodes), ("--simulations", request.simulations),
-                        ("--seed", request.seed)):
+                        ("--seed", request.seed), ("--search-mode", request.search_mode)):
         if value is not None:
             overrides[FLAG_KEYS[flag]] = value
     config = apply_overrides(config, overrides)
@@ -328,7 +333,7 @@ def summarise(config: Any, state: dict[str, Any], played: Played, request: EvalR
         "game": game.name, "family": game.family, "env_id": game.env_id,
         "checkpoint": str(Path(state["path"]).resolve()), "step": int(state["step"]),
         "episodes": len(played.returns), "simulations": config.search.num_simulations,
-        "seed": config.runtime.seed, "max_steps": request.max_steps, "device": config.runtime.device,
+        "search_mode": config.search.mode, "seed": config.runtime.seed, "max_steps": request.max_steps, "device": config.runtime.device,
         "returns": played.returns, "lengths": played.lengths,
         "return_mean": metrics["eval/return_mean"], "return_std": metrics["eval/return_std"],
         "return_min": min(played.returns), "return_max": max(played.returns),
@@ -342,7 +347,8 @@ def report(summary: dict[str, Any], json_path: Path, played: Played) -> str:
     name = summary["game"] if summary["family"] == "atari" else summary["env_id"]
     lines = [
         f"{name}: checkpoint step {summary['step']} ({summary['checkpoint']})",
-        f"  {_count(summary['episodes'], 'episode')}, {_count(summary['simulations'], 'simulation')}, "
+        f"  {_count(summary['episodes'], 'episode')}, {summary['search_mode']} search of "
+        f"{_count(summary['simulations'], 'simulation')}, "
         f"device {summary['device']}, {summary['wall_time_s']:.1f} s",
         f"  return {summary['return_mean']:.2f} ± {summary['return_std']:.2f} "
         f"(min {summary['return_min']:.2f}, max {summary['return_max']:.2f}), "
@@ -399,7 +405,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         state, config = load(request)
         banner = (f"ezero_async.evaluate: {config.env.game}, step {state['step']}, "
                   f"{_count(config.runtime.eval_episodes, 'episode')} of "
-                  f"{_count(config.search.num_simulations, 'simulation')} on {config.runtime.device}")
+                  f"{config.search.mode} search of {_count(config.search.num_simulations, 'simulation')} on "
+                  f"{config.runtime.device}")
         started = time.monotonic()
         played = _run(play(config, state["learner"]["model"], state["path"], request.max_steps,
                            record=request.video is not None, banner=banner))

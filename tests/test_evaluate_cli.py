@@ -52,6 +52,18 @@ def test_evaluates_a_run_dir_into_json(tmp_path):
     assert not list(tmp_path.glob(".*.tmp")) and not (run_dir / "eval-step0.json").exists()
 
 
+def test_a_pucb_checkpoint_evaluates_with_the_gumbel_search(tmp_path, capsys):
+    run_dir = tmp_path / "run"
+    make_checkpoint(run_dir, "CartPole")
+    out = tmp_path / "out.json"
+    code = main([str(run_dir), "--episodes", "1", "--simulations", "4", "--search-mode", "gumbel", "--max-steps",
+                 "30", "--device", "cpu", "--json", str(out)])
+    assert code == 0, capsys.readouterr().err
+    result = json.loads(out.read_text())
+    assert result["search_mode"] == "gumbel" and result["simulations"] == 4
+    assert "gumbel search of 4 simulations" in capsys.readouterr().out
+
+
 def test_video_of_a_minatar_episode_is_an_animated_gif(tmp_path, capsys):
     run_dir = tmp_path / "run"
     make_checkpoint(run_dir, "MinAtar/Breakout")

@@ -32,7 +32,7 @@ def make_report(device: str = "cpu", cores: list[float] | None = None, threads: 
     """A report in which no rule fires; keyword arguments change one figure at a time."""
     base = Setup(game="Breakout", preset="atari100k", device=device, cores=4, num_envs=128, max_batch=64,
                  max_wait_ms=2.0, searches_in_flight=2, reanalyse_workers=2, reanalyse_fraction=0.99, queue_size=4,
-                 batch_size=256, num_simulations=50, log_interval_s=5.0, amp="auto")
+                 batch_size=256, num_simulations=50, search_mode="pucb", log_interval_s=5.0, amp="auto")
     stages = dict(BALANCED_STAGES)
     stages.update(fields.pop("stages", {}))
     cpu = CpuUse(cores=cores if cores is not None else [0.4, 0.4, 0.4, 0.4],

@@ -34,6 +34,7 @@ class Setup:
     queue_size: int
     batch_size: int
     num_simulations: int
+    search_mode: str
     log_interval_s: float
     amp: str
 
@@ -45,7 +46,7 @@ class Setup:
                    searches_in_flight=b.searches_in_flight, reanalyse_workers=rt.reanalyse_workers,
                    reanalyse_fraction=rt.reanalyse_fraction, queue_size=config.learner.queue_size,
                    batch_size=config.learner.batch_size, num_simulations=config.search.num_simulations,
-                   log_interval_s=config.tracking.log_interval_s, amp=config.learner.amp)
+                   search_mode=config.search.mode, log_interval_s=config.tracking.log_interval_s, amp=config.learner.amp)
 
 
 STAGES: tuple[tuple[str, str, str], ...] = (
@@ -142,7 +143,7 @@ def format_report(report: ProfileReport, advice: list) -> str:
     s = report.setup
     lines = [
         f"# profile: {s.game} ({s.preset}) on {s.device}, {s.cores} cores; {report.seconds:.1f} s window",
-        f"# {s.num_envs} env coroutines, {s.num_simulations} "
+        f"# {s.num_envs} env coroutines, {s.search_mode} search of {s.num_simulations} "
         f"simulations, max_batch {s.max_batch}, max_wait {s.max_wait_ms:g} ms, {s.searches_in_flight} searches in "
         f"flight, {s.reanalyse_workers} reanalysis workers (fraction {s.reanalyse_fraction:g}), learner batch "
         f"{s.batch_size}, queue {s.queue_size}",
