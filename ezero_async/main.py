@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import shutil
 import sys
 import textwrap
 import time
@@ -16,7 +17,7 @@ from typing import Any, Sequence
 from ezero_async.config import (PRESETS, RunConfig, build_config, config_from_dict, field_docs, preset_device,
                                 preset_names)
 from ezero_async.config.values import apply_overrides, parse_override
-from ezero_async.errors import ConfigError, UserError
+from ezero_async.errors import ConfigError, UserError, disk_error, disk_full_message
 
 EXIT_USAGE = 2
 
@@ -66,6 +67,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--run-dir", type=Path, help="directory for this run (default runs/<game>-<preset>-<time>)")
     parser.add_argument("--resume", type=Path, metavar="RUN_DIR", help="continue the run saved in RUN_DIR")
     parser.add_argument("--help-config", action="store_true", help="list every config field and exit")
+    parser.add_argument("--cleanup", action="store_true",
+                        help="remove shared-memory segments left by killed runs and exit (every run start does this too)")
     return parser
 
 
@@ -118,7 +121,14 @@ def load_run_config(run_dir: Path) -> RunConfig:
     except json.JSONDecodeError as exc:
         raise UserError(f"cannot resume {run_dir}: {path} is not valid JSON ({exc.msg} at line {exc.lineno}); "
                         "restore it from the run's latest checkpoint") from exc
-    return config_from_dict(data)
+    except UnicodeDecodeError as exc:
+        raise UserError(f"cannot resume {run_dir}: {path} is not text (byte {exc.start} is not UTF-8); restore "
+                        "it from the run's latest checkpoint") from exc
+    try:
+        return config_from_dict(data)
+    except ConfigError as exc:  # the file's own fault, never a flag's
+        raise UserError(f"cannot resume {run_dir}: {path} is invalid ({exc}); restore it from the run's latest "
+                        "checkpoint") from exc
 
 
 def config_from_args(args: argparse.Namespace) -> RunConfig:
@@ -195,10 +205,63 @@ def slow_preset_warning(config: RunConfig, device: str) -> str | None:
             "(--game MinAtar/Breakout) or --preset cartpole with CartPole; --preset smoke checks the set-up")
 
 
+def cleanup() -> int:
+    """--cleanup: unlink the shared-memory segments of runs whose process is gone."""
+    from ezero_async.replay.shm import remove_stale_segments
+
+    removed = remove_stale_segments()
+    for segment in removed:
+        print(f"removed /dev/shm/{segment.name} ({segment.size / 2**20:,.1f} MiB, pid {segment.pid} is gone)")
+    print(f"ezero_async: {len(removed)} stale shared-memory segment(s) removed", file=sys.stderr)
+    return 0
+
+
+def _start(args: argparse.Namespace, config: RunConfig, run_dir: Path, game_id, device: str) -> dict[str, Any]:
+    """Decide what to do with RUN_DIR (its lock held), say it, and train; returns the summary."""
+    from ezero_async.replay.shm import remove_stale_segments
+    from ezero_async.runtime.trainer import finished_run, train
+    from ezero_async.tracking.run_dir import clear_unstarted_run, unstarted_run
+
+    stale = remove_stale_segments()
+    if stale:
+        size = sum(s.size for s in stale) / 2**20
+        pids = ", ".join(sorted({str(s.pid) for s in stale}))
+        print(f"ezero_async: removed {len(stale)} shared-memory segment(s) ({size:,.0f} MiB) left by killed runs "
+              f"(pid {pids})", file=sys.stderr)
+    resume = args.resume is not None
+    if resume:
+        finished = finished_run(run_dir)
+        if finished is not None:  # one line, not "resuming ..." and then the error
+            raise UserError(finished)
+        if unstarted_run(run_dir):
+            print(f"ezero_async: {run_dir} has no checkpoint yet (stopped before its first one): starting it "
+                  "again from its saved config", file=sys.stderr)
+            clear_unstarted_run(run_dir)
+            resume = False
+        else:
+            print(f"ezero_async: resuming {run_dir} ({game_id.label}, preset {config.preset}, device {device})",
+                  file=sys.stderr)
+    if not resume:
+        if (run_dir / "config.json").exists():
+            if not unstarted_run(run_dir):
+                raise UserError(f"{run_dir} already holds a run; pass another --run-dir or --resume it")
+            print(f"ezero_async: {run_dir} holds a run that stopped before its first checkpoint: starting "
+                  "again in place", file=sys.stderr)
+            clear_unstarted_run(run_dir)
+        print(f"ezero_async: {game_id.label} ({game_id.env_id}), preset {config.preset}, device {device}, "
+              f"{config.runtime.env_steps} env steps -> {run_dir}", file=sys.stderr)
+    warning = slow_preset_warning(config, device)
+    if warning is not None:
+        print(f"ezero_async: warning: {warning}", file=sys.stderr)
+    return train(config, run_dir, device, resume=resume)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     if args.help_config:
         return help_config(args)
+    if args.cleanup:
+        return cleanup()
     try:
         config = config_from_args(args)
         from ezero_async.envs.registry import make_game, resolve_game
@@ -210,31 +273,22 @@ def main(argv: Sequence[str] | None = None) -> int:
     except UserError as exc:
         print(f"ezero_async: error: {exc}", file=sys.stderr)
         return EXIT_USAGE
-    from ezero_async.runtime.trainer import Interrupted, finished_run, train
+    from ezero_async.runtime.trainer import Interrupted
+    from ezero_async.tracking.run_dir import own_run_dir
 
     if args.resume is not None:
         run_dir = args.resume
-        finished = finished_run(run_dir)
-        if finished is not None:  # one line, not "resuming ..." and then the error
-            print(f"ezero_async: error: {finished}", file=sys.stderr)
-            return EXIT_USAGE
-        print(f"ezero_async: resuming {run_dir} ({game_id.label}, preset {config.preset}, device {device})",
-              file=sys.stderr)
     else:
         run_dir = args.run_dir or Path("runs") / f"{game_id.slug}-{config.preset}-{time.strftime('%Y%m%d-%H%M%S')}"
-        if (run_dir / "config.json").exists():
-            print(f"ezero_async: error: {run_dir} already holds a run; pass another --run-dir or --resume it",
-                  file=sys.stderr)
-            return EXIT_USAGE
-        print(f"ezero_async: {game_id.label} ({game_id.env_id}), preset {config.preset}, device {device}, "
-              f"{config.runtime.env_steps} env steps -> {run_dir}", file=sys.stderr)
-    warning = slow_preset_warning(config, device)
-    if warning is not None:
-        print(f"ezero_async: warning: {warning}", file=sys.stderr)
+    created = not run_dir.exists()
     try:
-        summary = train(config, run_dir, device, resume=args.resume is not None)
-    except UserError as exc:  # found once the run's files are read (checkpoint, replay store)
+        # The lock first: what the directory holds is only decided by its one owner.
+        with own_run_dir(run_dir):
+            summary = _start(args, config, run_dir, game_id, device)
+    except UserError as exc:  # also found once the run's files are read (checkpoint, replay store)
         print(f"ezero_async: error: {exc}", file=sys.stderr)
+        if created and run_dir.is_dir() and [p.name for p in run_dir.iterdir()] == [".lock"]:
+            shutil.rmtree(run_dir)  # nothing half-written: a directory this call made and left empty
         return EXIT_USAGE
     except Interrupted as exc:
         print(f"ezero_async: {exc}; checkpoint written, replay flushed: continue with --resume {run_dir}",
@@ -243,6 +297,16 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("ezero_async: interrupted; resources released", file=sys.stderr)
         return 130
+    except Exception as exc:  # a full or read-only disk is one line; anything else keeps its traceback
+        disk = disk_error(exc)
+        if disk is None:
+            raise
+        from ezero_async.tracking.checkpoint import list_checkpoints
+
+        found = list_checkpoints(run_dir)
+        print(f"ezero_async: error: {disk_full_message(disk, run_dir, found[-1][1].stat().st_size if found else None)}",
+              file=sys.stderr)
+        return EXIT_USAGE
     final = summary["final_eval"]
     print(f"ezero_async: done: {summary['env_steps']} env steps, {summary['training_steps']} training steps, "
           f"final evaluation {final['return_mean']:.2f} +- {final['return_std']:.2f} over {final['episodes']} "

@@ -63,20 +63,23 @@ def test_corrupt_resume_config_is_a_user_error(tmp_path, capsys):
 
 def test_a_run_directory_that_holds_a_run_is_refused(tmp_path, capsys):
     (tmp_path / "config.json").write_text("{}")
+    (tmp_path / "checkpoints").mkdir()
+    (tmp_path / "checkpoints" / "step-000000020.pt").write_bytes(b"")  # a run with a checkpoint
     assert main(["--game", "CartPole", "--preset", "smoke", "--run-dir", str(tmp_path), "--no-aim"]) == EXIT_USAGE
     assert "already holds a run" in capsys.readouterr().err
 
 
-def test_resume_of_a_finished_run_or_one_without_checkpoints_is_refused(tmp_path, capsys):
+def test_resume_of_a_finished_run_is_refused_and_one_without_checkpoints_starts_again(tmp_path, capsys):
     assert main(["--game", "CartPole", "--preset", "smoke", "--run-dir", str(tmp_path / "a"), "--no-aim",
                  "--set", "runtime.env_steps=120", "--set", "runtime.tail_train_steps=0",
                  "--set", "runtime.eval_episodes=1"]) == 0
     assert main(["--resume", str(tmp_path / "a")]) == EXIT_USAGE
     assert "already finished" in capsys.readouterr().err
+    # No checkpoint yet: not a dead end, the run starts again from its saved config.
     (tmp_path / "b").mkdir()
     (tmp_path / "b" / "config.json").write_text((tmp_path / "a" / "config.json").read_text())
-    assert main(["--resume", str(tmp_path / "b")]) == EXIT_USAGE
-    assert "no checkpoint" in capsys.readouterr().err
+    assert main(["--resume", str(tmp_path / "b")]) == 0
+    assert "no checkpoint yet" in capsys.readouterr().err
 
 
 def test_help_lists_presets_and_games():

@@ -166,3 +166,98 @@ def test_no_leaked_shared_memory_after_crash(tmp_path):
     assert out.returncode != 0 and "simulated crash" in out.stderr
     name = out.stdout.split()[0]
     assert not os.path.exists(f"/dev/shm/{name}")
+
+
+def test_a_store_ahead_of_the_checkpoint_resumes_at_the_checkpoints_cursors(tmp_path):
+    """A checkpoint holds the cursors of its flush; a later flush (a run killed while writing
+    the next checkpoint) moves the store ahead, and loading at the cursors ignores the extra rows
+    and appends over them."""
+    rep = new_replay(tmp_path / "s")
+    fill(rep, 60)
+    cursors = rep.flush()
+    frames_then = rep.hot.frames.copy()
+    fill(rep, 45, seed=3)
+    rep.flush()  # the store is now 45 transitions ahead of `cursors`
+    rep.close()
+    loaded = Replay.load(tmp_path / "s", CFG, seed=0, cursors=cursors)
+    try:
+        assert loaded.hot.write_count == cursors.state["write_count"]
+        assert loaded.collected == cursors.state["collected"] == 60
+        live = np.arange(max(0, loaded.hot.write_count - loaded.hot.num_slots), loaded.hot.write_count) % 54
+        np.testing.assert_array_equal(loaded.hot.frames[live], frames_then[live])
+        np.testing.assert_array_equal(loaded.sampler.priorities(), cursors.priorities)
+        fill(loaded, 20, seed=5)  # continues from the cursors: rows past them are overwritten
+        again = loaded.flush()
+    finally:
+        loaded.close()
+    reread = Replay.load(tmp_path / "s", CFG, seed=0)
+    try:
+        assert reread.collected == 80 and reread.hot.write_count == again.state["write_count"]
+        np.testing.assert_array_equal(np.sort(reread.hot.index[reread.hot.index >= 0])[-20:], np.arange(60, 80))
+    finally:
+        reread.close()
+
+
+def test_a_store_behind_the_checkpoint_is_refused(tmp_path):
+    rep = new_replay(tmp_path / "s")
+    fill(rep, 30)
+    first = rep.flush()
+    fill(rep, 30, seed=2)
+    _, later = rep.flush_begin()
+    rep.store.close()
+    rep.hot.close()
+    assert later.state["write_count"] > first.state["write_count"]
+    # The same rows with the first flush's commit: a store that never committed `later`.
+    shutil.copytree(tmp_path / "s", tmp_path / "old")
+    meta = json.loads((tmp_path / "old" / "zarr.json").read_text())
+    meta["attributes"]["state"] = first.state
+    (tmp_path / "old" / "zarr.json").write_text(json.dumps(meta))
+    with pytest.raises(ReplayStoreError, match="older than the checkpoint"):
+        Replay.load(tmp_path / "old", CFG, seed=0, cursors=later)
+
+
+@pytest.mark.parametrize("damage, words", [("delete", "array 'action' is missing 1 chunk file"),
+                                           ("garble", "array 'action' rows .* do not decode")])
+def test_a_damaged_chunk_is_named_not_read_as_zeros(tmp_path, damage, words):
+    rep = new_replay(tmp_path / "s")
+    fill(rep, 40)
+    rep.flush()
+    rep.close()
+    chunk = tmp_path / "s" / "action" / "c" / "2"  # rows 16..23
+    assert chunk.is_file()
+    if damage == "delete":
+        chunk.unlink()
+    else:
+        chunk.write_bytes(b"\x00garbage" * 8)
+    before = set(os.listdir("/dev/shm"))
+    with pytest.raises(ReplayStoreError, match=words) as info:
+        Replay.load(tmp_path / "s", CFG, seed=0)
+    assert "\n" not in str(info.value)
+    if damage == "delete":
+        assert "rows 16..23" in str(info.value)
+    assert set(os.listdir("/dev/shm")) <= before
+
+
+def test_all_zero_chunks_are_written_too(tmp_path):
+    rep = new_replay(tmp_path / "s")
+    for n in range(24):  # no episode ends: every 'terminal' chunk holds only zeros
+        rep.append(0, np.zeros((4, 4, 3), np.uint8), 0, 0.0, 0.0, 0.0, np.full(3, 1 / 3, np.float32))
+    rep.flush()
+    rep.close()
+    assert sorted(p.name for p in (tmp_path / "s" / "terminal" / "c").iterdir()) == ["0", "1", "2"]
+
+
+def test_stale_segments_of_dead_owners_are_removed(tmp_path):
+    from ezero_async.replay.shm import remove_stale_segments, segment_name, stale_segments
+
+    dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True,
+                          text=True, check=True)
+    dead_pid = int(dead.stdout)
+    (tmp_path / f"ezr_{dead_pid}_0123456789ab").write_bytes(b"x" * 100)
+    (tmp_path / segment_name()).write_bytes(b"x")  # ours: alive
+    (tmp_path / "ezr_0123456789ab").write_bytes(b"x")  # old-style name: owner unknown, kept
+    (tmp_path / f"psm_{dead_pid}").write_bytes(b"x")  # not ours
+    found = stale_segments(tmp_path)
+    assert [(s.pid, s.size) for s in found] == [(dead_pid, 100)]
+    assert remove_stale_segments(tmp_path) == found
+    assert len(list(tmp_path.iterdir())) == 3 and not stale_segments(tmp_path)

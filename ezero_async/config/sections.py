@@ -7,7 +7,8 @@ Field docs are the string literal under each field (shown by `--help-config`).
 """
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+import math
+from dataclasses import dataclass, field, fields
 
 from ezero_async.errors import ConfigError
 
@@ -104,7 +105,7 @@ class SearchConfig:
         _require(self.value_delta_max > 0.0, "search.value_delta_max", "must be > 0")
         _require(self.lstm_horizon >= 1, "search.lstm_horizon", "must be >= 1")
         _require(0.0 <= self.root_noise_fraction <= 1.0, "search.root_noise_fraction", "must be in [0, 1]")
-        _require(self.dirichlet_alpha > 0.0, "search.dirichlet_alpha", "must be > 0")
+        _require(0.0 < self.dirichlet_alpha <= 1000.0, "search.dirichlet_alpha", "must be in (0, 1000]")
         _require(1 <= self.num_threads <= 256, "search.num_threads", "must be in [1, 256]")
 
 
@@ -217,7 +218,7 @@ class ReplayConfig:
         _require(0.0 <= self.priority_alpha <= 1.0, "replay.priority_alpha", "must be in [0, 1]")
         _require(0.0 <= self.priority_beta_start <= 1.0, "replay.priority_beta_start", "must be in [0, 1]")
         _require(self.priority_beta_steps >= 1, "replay.priority_beta_steps", "must be >= 1")
-        _require(self.priority_eps > 0.0, "replay.priority_eps", "must be > 0")
+        _require(0.0 < self.priority_eps <= 1.0, "replay.priority_eps", "must be in (0, 1]")
         _require(0.0 <= self.priority_weight_min <= 1.0, "replay.priority_weight_min", "must be in [0, 1]")
         _require(self.value_target in ("td", "mixed"), "replay.value_target",
                  f"must be td or mixed, got {self.value_target!r}")
@@ -277,14 +278,16 @@ class LearnerConfig:
         _require(1 <= self.batch_size <= 65_536, "learner.batch_size", "must be in [1, 65536]")
         _require(self.unroll_steps >= 1, "learner.unroll_steps", "must be >= 1")
         _require(self.lstm_horizon >= 1, "learner.lstm_horizon", "must be >= 1")
-        _require(self.lr_init > 0.0, "learner.lr_init", "must be > 0")
+        _require(0.0 < self.lr_init <= 10.0, "learner.lr_init", "must be in (0, 10]")
         _require(self.lr_warmup_steps >= 0, "learner.lr_warmup_steps", "must be >= 0")
         _require(0.0 < self.lr_decay_rate <= 1.0, "learner.lr_decay_rate", "must be in (0, 1]")
         _require(self.lr_decay_steps >= 1, "learner.lr_decay_steps", "must be >= 1")
         _require(self.optimizer in ("sgd", "adam"), "learner.optimizer",
                  f"must be sgd or adam, got {self.optimizer!r}")
         _require(0.0 <= self.momentum < 1.0, "learner.momentum", "must be in [0, 1)")
-        _require(self.weight_decay >= 0.0, "learner.weight_decay", "must be >= 0")
+        _require(0.0 <= self.weight_decay <= 1.0, "learner.weight_decay", "must be in [0, 1]")
+        for name in ("value_loss_coeff", "policy_loss_coeff", "value_prefix_loss_coeff", "consistency_coeff"):
+            _require(0.0 <= getattr(self, name) <= 1000.0, f"learner.{name}", "must be in [0, 1000]")
         _require(self.grad_clip > 0.0, "learner.grad_clip", "must be > 0")
         _require(self.amp in ("auto", "bf16", "fp16", "off"), "learner.amp",
                  f"must be auto, bf16, fp16 or off, got {self.amp!r}")
@@ -435,9 +438,17 @@ class RunConfig:
     tracking: TrackingConfig = field(default_factory=TrackingConfig)
 
     def check(self) -> None:
-        """Check every section, then the values that several sections must agree on."""
+        """Check every section, then the values that several sections must agree on. Every
+        float must be finite first: an inf or nan passes most range checks and then breaks the
+        first update (or the first search)."""
         for name in SECTIONS:
-            getattr(self, name).check()
+            section = getattr(self, name)
+            for f in fields(section):
+                value = getattr(section, f.name)
+                values = value if isinstance(value, tuple) else (value,)
+                if any(isinstance(v, float) and not math.isfinite(v) for v in values):
+                    raise ConfigError(f"{name}.{f.name}: must be a finite number, got {value!r}")
+            section.check()
         same = [
             ("search.discount", self.search.discount, "replay.discount", self.replay.discount),
             ("search.lstm_horizon", self.search.lstm_horizon, "learner.lstm_horizon", self.learner.lstm_horizon),

@@ -113,9 +113,14 @@ def config_to_dict(config: RunConfig) -> dict[str, Any]:
 
 def config_from_dict(data: dict[str, Any]) -> RunConfig:
     """Inverse of config_to_dict; unknown sections or keys are errors (a stale or foreign file)."""
+    if not isinstance(data, dict):
+        raise ConfigError(f"a config must be a JSON object of sections, got {type(data).__name__}")
     unknown = set(data) - set(SECTIONS) - {"preset"}
     if unknown:
         raise ConfigError(f"unknown config section(s) {sorted(unknown)}")
+    for s in SECTIONS:
+        if not isinstance(data.get(s, {}), dict):
+            raise ConfigError(f"config section {s!r} must be an object of fields, got {data[s]!r:.40}")
     flat = {f"{s}.{k}": v for s in SECTIONS for k, v in data.get(s, {}).items()}
     config = apply_overrides(RunConfig(preset=str(data.get("preset", "atari100k"))), flat)
     config.check()

@@ -15,7 +15,7 @@ from ezero_async.config.sections import ReplayConfig
 from ezero_async.replay.hot import HotTier, HotTierHandle
 from ezero_async.replay.sampler import PrioritySampler, Sample
 from ezero_async.replay.schema import ReplaySchema
-from ezero_async.replay.store import ReplayStore, StoreMeta, load_into
+from ezero_async.replay.store import Cursors, ReplayStore, StoreMeta, load_into
 
 FINAL_SLOT_RESERVE = 8
 """The ring holds capacity + capacity // 8 slots: room for one final-observation slot per
@@ -35,7 +35,7 @@ class Replay:
 
     def __init__(self, config: ReplayConfig, *, obs_shape: tuple[int, ...], obs_dtype: str, num_actions: int,
                  frame_stack: int, seed: int, store_dir: str | Path | None = None,
-                 meta: StoreMeta | None = None, _hot: HotTier | None = None):
+                 meta: StoreMeta | None = None, _hot: HotTier | None = None, _store_at: int | None = None):
         config.check()
         self.config = config
         if _hot is None:
@@ -49,14 +49,15 @@ class Replay:
         if store_dir is not None:
             try:
                 self.store = ReplayStore(store_dir, self.hot.schema, meta or StoreMeta("", ""),
-                                         config.segment_length, config.zstd_level)
+                                         config.segment_length, config.zstd_level, start_at=_store_at)
             except BaseException:
                 self.hot.close()
                 raise
 
     @classmethod
-    def load(cls, store_dir: str | Path, config: ReplayConfig, seed: int) -> "Replay":
-        """Rebuild hot tier, priorities and cursors exactly as they stood at the store's last flush."""
+    def load(cls, store_dir: str | Path, config: ReplayConfig, seed: int, cursors: Cursors | None = None) -> "Replay":
+        """Rebuild hot tier, priorities and cursors exactly as they stood at `cursors` (those a
+        checkpoint names) or, by default, at the store's last flush. Appends continue from there."""
         def make_hot(schema: ReplaySchema) -> HotTier:
             if schema.num_slots != ring_slots(config.capacity):
                 raise ValueError(f"store has {schema.num_slots} slots, config.capacity {config.capacity} "
@@ -65,11 +66,11 @@ class Replay:
                 raise ValueError("store unroll_steps/td_steps differ from the config")
             return HotTier(schema)
 
-        hot, loaded = load_into(store_dir, make_hot)
+        hot, loaded = load_into(store_dir, make_hot, cursors)
         try:
             replay = cls(config, obs_shape=hot.schema.obs_shape, obs_dtype=hot.schema.obs_dtype,
                          num_actions=hot.schema.num_actions, frame_stack=hot.schema.frame_stack, seed=seed,
-                         store_dir=store_dir, meta=loaded.meta, _hot=hot)
+                         store_dir=store_dir, meta=loaded.meta, _hot=hot, _store_at=hot.write_count)
             replay.sampler.restore(loaded.priorities)
             if loaded.sampler_rng is not None:
                 replay.sampler.rng.bit_generator.state = loaded.sampler_rng
@@ -130,18 +131,23 @@ class Replay:
         keep = slots >= 0
         self.sampler.update(slots[keep], np.asarray(priorities, np.float64)[keep])
 
-    def flush(self) -> None:
-        """Make the store of record durable up to now (no-op without a store)."""
-        self.flush_begin()()
+    def flush(self) -> Cursors | None:
+        """Make the store of record durable up to now; returns the cursors committed (None
+        without a store)."""
+        wait, cursors = self.flush_begin()
+        wait()
+        return cursors
 
-    def flush_begin(self) -> Callable[[], None]:
-        """Start making the store durable up to now (copies taken here, on the caller's thread)
-        and return the wait for it, callable from any thread (no-op without a store)."""
+    def flush_begin(self) -> tuple[Callable[[], None], Cursors | None]:
+        """Start making the store durable up to now (copies taken here, on the caller's thread);
+        returns the wait for it, callable from any thread, and the cursors it commits (what a
+        checkpoint must hold to resume from exactly this point). No-op without a store."""
         if self.store is None:
-            return lambda: None
+            return (lambda: None), None
         store = self.store
-        written = store.flush_begin(self.hot, self.sampler.priorities(), self.sampler.rng.bit_generator.state)
-        return lambda: store.wait(written)
+        written, cursors = store.flush_begin(self.hot, self.sampler.priorities(),
+                                             self.sampler.rng.bit_generator.state)
+        return (lambda: store.wait(written)), cursors
 
     def close(self) -> None:
         """Stop the writer thread and unlink the shared memory (does not flush)."""

@@ -3,16 +3,78 @@
 The owner unlinks its segment on close() and, as a safety net, at interpreter exit (atexit runs
 after an uncaught exception too), so a failed run leaves nothing in /dev/shm. A process killed
 by a signal is covered by multiprocessing's resource tracker, which unlinks segments its owner
-never did. Readers never unlink.
+never did; when the tracker dies too (SIGKILL to the whole process group) the segment would stay
+until reboot, so names carry the owner's pid (`ezr_<pid>_<token>`) and `remove_stale_segments`,
+run at the start of every run and by `python -m ezero_async.main --cleanup`, unlinks those whose
+owner is gone. Readers never unlink.
 """
 from __future__ import annotations
 
 import atexit
+import os
+import re
 import secrets
 from multiprocessing import resource_tracker, shared_memory
-from typing import Sequence
+from pathlib import Path
+from typing import NamedTuple, Sequence
 
 import numpy as np
+
+SEGMENT_PREFIX = "ezr_"
+SHM_DIR = Path("/dev/shm")
+"""Where Linux lists POSIX shared memory (elsewhere stale segments are not looked for)."""
+_OWNED = re.compile(rf"^{SEGMENT_PREFIX}(\d+)_[0-9a-f]+$")
+
+
+class StaleSegment(NamedTuple):
+    name: str
+    """Segment name (in SHM_DIR)."""
+    pid: int
+    """The owner process that no longer exists."""
+    size: int
+    """Bytes it held."""
+
+
+def segment_name() -> str:
+    """A fresh segment name that records this process as its owner."""
+    return f"{SEGMENT_PREFIX}{os.getpid()}_{secrets.token_hex(6)}"
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # exists, owned by another user
+        return True
+    return True
+
+
+def stale_segments(shm_dir: Path = SHM_DIR) -> list[StaleSegment]:
+    """Our segments whose owner process is gone (a reused pid keeps its segment: never a live one)."""
+    if not shm_dir.is_dir():
+        return []
+    out = []
+    for path in sorted(shm_dir.iterdir()):
+        match = _OWNED.match(path.name)
+        if match and not _alive(int(match.group(1))):
+            try:
+                out.append(StaleSegment(path.name, int(match.group(1)), path.stat().st_size))
+            except FileNotFoundError:  # removed meanwhile by someone else
+                continue
+    return out
+
+
+def remove_stale_segments(shm_dir: Path = SHM_DIR) -> list[StaleSegment]:
+    """Unlink every stale segment; returns those removed."""
+    removed = []
+    for segment in stale_segments(shm_dir):
+        try:
+            (shm_dir / segment.name).unlink()
+        except FileNotFoundError:
+            continue
+        removed.append(segment)
+    return removed
 
 ALIGN = 4096
 """Arrays start on page boundaries (frame rows then never straddle a page needlessly)."""
@@ -40,7 +102,7 @@ class SharedArrays:
                  create: bool = True):
         offsets, size = layout(specs)
         if create:
-            name = name or f"ezr_{secrets.token_hex(6)}"
+            name = name or segment_name()
             self._shm = shared_memory.SharedMemory(name=name, create=True, size=size)
         else:
             if name is None:

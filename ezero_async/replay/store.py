@@ -11,6 +11,15 @@ Layout (group attributes document it; SCHEMA_VERSION guards it):
 The hot tier holds the last num_slots rows (row w lives in slot w % num_slots). Whole segments
 are appended as they complete; flush() writes the partial tail, the priorities, and finally the
 state attribute (the commit point: rows past state.write_count are ignored on load).
+
+Rows are append-only: row w, once written, never changes. A checkpoint therefore carries the
+cursors of the flush it waited for (`Cursors`: the state attribute's contents plus the
+priorities), and resuming from it rebuilds the hot tier from those cursors and the rows before
+them, whatever the store committed later (a run killed while writing the checkpoint, or a
+deleted newest checkpoint, leaves a store ahead of every surviving checkpoint: its extra rows
+are then overwritten as the resumed run appends). Every chunk a load reads is checked: a
+missing chunk (zarr would read it back as zeros) or one that does not decode is a
+ReplayStoreError naming the array and the rows.
 Every zarr call runs on the writer thread; an exception there is re-raised on the caller's next
 append or flush.
 """
@@ -29,6 +38,12 @@ from zarr.codecs import ZstdCodec
 from ezero_async.replay.hot import HotTier, StreamState
 from ezero_async.replay.schema import SCHEMA_VERSION, ReplaySchema
 
+# zarr 3 skips chunks equal to the fill value (e.g. 64 rows without an episode end), and reads
+# a missing chunk back as that value: with every chunk written, a missing chunk file means
+# damage, and loads can check for it. ArrayConfig is not stored with an array, so this is set
+# for the process (only this module uses zarr).
+zarr.config.set({"array.write_empty_chunks": True})
+
 
 class ReplayStoreError(RuntimeError):
     """The store of record is missing, truncated, corrupt, or its writer thread failed."""
@@ -41,6 +56,15 @@ class StoreMeta(NamedTuple):
     """Game name."""
     preset: str
     """Preset the run was built from."""
+
+
+class Cursors(NamedTuple):
+    """What a flush commits besides the rows; a checkpoint stores it as a dict (`_asdict()`)."""
+
+    state: dict
+    """write_count, collected, episodes, streams, sampler_rng (the state attribute's contents)."""
+    priorities: np.ndarray
+    """float64[num_slots]: raw sampling priorities."""
 
 
 class _Job(NamedTuple):
@@ -56,7 +80,9 @@ class ReplayStore:
     """Appends the hot tier's rows to a zarr group from a background writer thread."""
 
     def __init__(self, directory: str | Path, schema: ReplaySchema, meta: StoreMeta, segment_length: int,
-                 zstd_level: int):
+                 zstd_level: int, start_at: int | None = None):
+        """start_at: the row the next append writes (a resume's checkpoint write_count); default
+        the store's committed write_count (0 for a new store)."""
         self.path = Path(directory)
         self.schema, self.segment = schema, segment_length
         if segment_length > schema.num_slots:
@@ -65,7 +91,8 @@ class ReplayStore:
         self.group = zarr.open_group(str(self.path), mode="a")
         if "schema" not in self.group.attrs:
             self._create(meta, zstd_level)
-        self.appended = int(self.group.attrs.get("state", {}).get("write_count", 0))
+        committed = int(self.group.attrs.get("state", {}).get("write_count", 0))
+        self.appended = committed if start_at is None else start_at
         self._queue: queue.Queue = queue.Queue(maxsize=64)
         self._error: BaseException | None = None
         self._thread = threading.Thread(target=self._run, name="replay-zarr-writer", daemon=True)
@@ -84,6 +111,7 @@ class ReplayStore:
             "obs_shape": list(s.obs_shape), "obs_dtype": s.obs_dtype, "num_actions": s.num_actions,
             "num_slots": s.num_slots, "frame_stack": s.frame_stack, "unroll_steps": s.unroll_steps,
             "td_steps": s.td_steps, "segment_length": self.segment, "zstd_level": zstd_level,
+            "all_chunks_written": True,
         }
 
     # ------------------------------------------------------------ caller side
@@ -104,11 +132,13 @@ class ReplayStore:
             self._queue.put(_Job(start, self._rows(hot, start, start + self.segment), None, None))
             self.appended = start + self.segment
 
-    def flush(self, hot: HotTier, priorities: np.ndarray, sampler_rng: dict | None = None) -> None:
+    def flush(self, hot: HotTier, priorities: np.ndarray, sampler_rng: dict | None = None) -> Cursors:
         """Make everything durable: complete segments, the partial tail, priorities
         (`float64[num_slots]`), cursors and the sampler's generator state (`sampler_rng`, a
         numpy bit_generator.state dict); blocks until the writer thread has written them."""
-        self.wait(self.flush_begin(hot, priorities, sampler_rng))
+        written, cursors = self.flush_begin(hot, priorities, sampler_rng)
+        self.wait(written)
+        return cursors
 
     def wait(self, written: threading.Event) -> None:
         """Block (any thread) until the flush that returned `written` is durable; raises if the
@@ -116,10 +146,11 @@ class ReplayStore:
         written.wait()
         self._raise_if_failed()
 
-    def flush_begin(self, hot: HotTier, priorities: np.ndarray, sampler_rng: dict | None = None) -> threading.Event:
+    def flush_begin(self, hot: HotTier, priorities: np.ndarray,
+                    sampler_rng: dict | None = None) -> tuple[threading.Event, Cursors]:
         """The caller's half of flush(): copy what is to be made durable as it stands now and
         queue it; returns at once with the event wait() blocks on (so an event loop can hand the
-        waiting to another thread while appends go on)."""
+        waiting to another thread while appends go on) and the cursors being committed."""
         self.append(hot)
         tail = self._rows(hot, self.appended, hot.write_count)
         streams = {str(k): {"episode": v.episode, "position": v.position, "last": v.last,
@@ -127,8 +158,9 @@ class ReplayStore:
         state = {"write_count": hot.write_count, "collected": hot.collected, "episodes": hot.episodes,
                  "streams": streams, "sampler_rng": sampler_rng}
         written = threading.Event()
-        self._queue.put(_Job(self.appended, tail, state, np.array(priorities, np.float64), written))
-        return written
+        priorities = np.array(priorities, np.float64)
+        self._queue.put(_Job(self.appended, tail, state, priorities, written))
+        return written, Cursors(state, priorities)
 
     def close(self) -> None:
         """Stop the writer thread (after the queued jobs); does not flush."""
@@ -203,11 +235,13 @@ class LoadedStore(NamedTuple):
     """The sampler's bit_generator.state at the flush."""
 
 
-def load_into(directory: str | Path, make_hot) -> tuple[HotTier, LoadedStore]:
-    """Validate the store at `directory` and rebuild a hot tier from it.
+def load_into(directory: str | Path, make_hot, cursors: Cursors | None = None) -> tuple[HotTier, LoadedStore]:
+    """Validate the store at `directory` and rebuild a hot tier from it, as it stood at
+    `cursors` (a checkpoint's) or, by default, at the store's last flush.
 
     `make_hot(schema)` creates the (empty, owned) hot tier. Raises ReplayStoreError naming the
-    array or attribute at fault for a missing, truncated or inconsistent store."""
+    array, attribute or rows at fault for a missing, truncated, corrupt or inconsistent store,
+    or one that is behind the cursors."""
     path = Path(directory)
     if not (path / "zarr.json").exists():
         raise ReplayStoreError(f"no zarr replay store at {path}")
@@ -220,12 +254,16 @@ def load_into(directory: str | Path, make_hot) -> tuple[HotTier, LoadedStore]:
         raise ReplayStoreError(f"{path}: schema_version {meta.get('schema_version')!r}, this code reads {SCHEMA_VERSION}")
     if "state" not in attrs:
         raise ReplayStoreError(f"{path}: attribute 'state' missing (never flushed)")
-    state = attrs["state"]
+    committed = int(attrs["state"]["write_count"])
+    state = attrs["state"] if cursors is None else cursors.state
     schema = ReplaySchema(num_slots=int(meta["num_slots"]), obs_shape=tuple(meta["obs_shape"]),
                           obs_dtype=meta["obs_dtype"], num_actions=int(meta["num_actions"]),
                           frame_stack=int(meta["frame_stack"]), unroll_steps=int(meta["unroll_steps"]),
                           td_steps=int(meta["td_steps"]))
     w = int(state["write_count"])
+    if w > committed:
+        raise ReplayStoreError(f"{path}: the store committed {committed} rows, the checkpoint needs {w} "
+                               "(the store is older than the checkpoint)")
     present = set(group.array_keys())
     arrays = {}
     for f in schema.fields():
@@ -246,14 +284,29 @@ def load_into(directory: str | Path, make_hot) -> tuple[HotTier, LoadedStore]:
     if group["priority"].shape != (schema.num_slots,):
         raise ReplayStoreError(f"{path}: array 'priority' has shape {group['priority'].shape}, "
                                f"expected ({schema.num_slots},)")
-    priorities = np.asarray(group["priority"][:], np.float64)
+    if cursors is None:
+        priorities = np.asarray(group["priority"][:], np.float64)
+    else:
+        priorities = np.asarray(cursors.priorities, np.float64)
+        if priorities.shape != (schema.num_slots,):
+            raise ReplayStoreError(f"{path}: the checkpoint holds {priorities.shape} priorities, the store "
+                                   f"has {schema.num_slots} slots")
 
+    lo = max(0, w - schema.num_slots)
+    seg = int(meta["segment_length"])
+    if meta.get("all_chunks_written"):  # stores written before this rule may lack all-zero chunks
+        for name, arr in arrays.items():
+            _check_chunks(path, name, arr, lo, w, seg)
     hot = make_hot(schema)
     try:
-        lo = max(0, w - schema.num_slots)
         slots = np.arange(lo, w, dtype=np.int64) % schema.num_slots
         for name, arr in arrays.items():
-            getattr(hot, name)[slots] = arr[lo:w]
+            try:
+                rows = arr[lo:w]
+            except Exception as exc:  # noqa: BLE001 -- a codec's own error type; named, with its rows
+                raise ReplayStoreError(f"{path}: array '{name}' rows {lo}..{w - 1} do not decode "
+                                       f"({type(exc).__name__}: {str(exc)[:100]})") from exc
+            getattr(hot, name)[slots] = rows
         streams = {int(k): StreamState(int(v["episode"]), int(v["position"]), int(v["last"]),
                                        deque(v["pending"])) for k, v in state["streams"].items()}
         hot.restore_cursors(w, int(state["collected"]), int(state["episodes"]), streams)
@@ -264,3 +317,18 @@ def load_into(directory: str | Path, make_hot) -> tuple[HotTier, LoadedStore]:
                          int(meta["zstd_level"]), priorities,
                          state.get("sampler_rng"))
     return hot, loaded
+
+
+def _check_chunks(path: Path, name: str, arr, lo: int, stop: int, segment: int) -> None:
+    """Every chunk file holding rows lo..stop-1 of `name` exists (zarr 3, default '/' chunk keys:
+    <name>/c/<row chunk>/0/.../0). zarr reads a missing chunk back as its fill value, so a
+    deleted chunk would otherwise train on zeros."""
+    if stop <= lo:
+        return
+    tail = ["0"] * (arr.ndim - 1)
+    missing = [i for i in range(lo // segment, (stop - 1) // segment + 1)
+               if not path.joinpath(name, "c", str(i), *tail).is_file()]
+    if missing:
+        first = missing[0] * segment
+        raise ReplayStoreError(f"{path}: array '{name}' is missing {len(missing)} chunk file(s), the first "
+                               f"holding rows {first}..{first + segment - 1}")

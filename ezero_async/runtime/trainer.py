@@ -36,7 +36,7 @@ from ezero_async.learner.model import build_model
 from ezero_async.learner.thread import LearnerThread
 from ezero_async.learner.weights import WeightStore
 from ezero_async.replay.buffer import Replay
-from ezero_async.replay.store import ReplayStoreError, StoreMeta
+from ezero_async.replay.store import Cursors, ReplayStoreError, StoreMeta
 from ezero_async.runtime.actors import EpisodeStats, self_play
 from ezero_async.runtime.evaluate import evaluate
 from ezero_async.runtime.monitor import LossMeter, MetricsFile, Monitor, ProgressLine, Sink, eval_metrics
@@ -44,6 +44,8 @@ from ezero_async.runtime.pacer import Pacer
 from ezero_async.runtime.reanalyse import PriorityFeed, ReanalyseStats, reanalyse
 from ezero_async.tracking.atomic import write_text_atomic
 from ezero_async.tracking.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
+from ezero_async.faults import fault_point
+from ezero_async.tracking.run_dir import own_run_dir
 
 WATCH_INTERVAL_S = 0.5
 """How often the supervisor checks the learner thread and the stall watchdog."""
@@ -88,15 +90,17 @@ def train(config: RunConfig, run_dir: Path, device: str, resume: bool = False, *
     `resume`, continue the run in `run_dir` from its newest checkpoint and its replay store.
     `sinks` get every monitor snapshot too (profiling). `stop_when` is polled by the supervisor
     (on the loop, every WATCH_INTERVAL_S): once it returns a reason, the run stops as on SIGINT
-    (checkpoint written, resumable) and raises StopRequested(reason)."""
-    try:
-        import uvloop
-    except ImportError:
-        import warnings
+    (checkpoint written, resumable) and raises StopRequested(reason). The run holds RUN_DIR's
+    lock throughout (RunDirBusy if another process does)."""
+    with own_run_dir(run_dir):
+        try:
+            import uvloop
+        except ImportError:
+            import warnings
 
-        warnings.warn("uvloop is not installed: running on the standard asyncio loop (slower hand-offs)")
-        return asyncio.run(_train(config, run_dir, torch.device(device), resume, list(sinks), stop_when))
-    return uvloop.run(_train(config, run_dir, torch.device(device), resume, list(sinks), stop_when))
+            warnings.warn("uvloop is not installed: running on the standard asyncio loop (slower hand-offs)")
+            return asyncio.run(_train(config, run_dir, torch.device(device), resume, list(sinks), stop_when))
+        return uvloop.run(_train(config, run_dir, torch.device(device), resume, list(sinks), stop_when))
 
 
 class StopRequested(Exception):
@@ -217,18 +221,23 @@ async def _train(config: RunConfig, run_dir: Path, device: torch.device, resume:
         def begin_checkpoint(step: int, snapshot: dict) -> tuple[dict, Callable[[], None]]:
             """On the loop: the checkpoint's state as it stands now, and the replay flush up to
             now started (returns its wait)."""
+            wait, cursors = parts.replay.flush_begin()
+            # The cursors of this flush travel in the checkpoint: resuming from it rebuilds the
+            # replay as it stood here even if the store commits later flushes (one commit point).
             state = {"config": config_to_dict(config), "step": step, **snapshot,
-                     "replay": {"write_count": parts.replay.hot.write_count, "collected": parts.replay.collected},
+                     "replay": {"write_count": parts.replay.hot.write_count, "collected": parts.replay.collected,
+                                "cursors": None if cursors is None else cursors._asdict()},
                      "evaluations": list(evaluations),
                      "episodes": {"returns": list(stats.returns), "lengths": list(stats.lengths)},
                      "wall_time_s": prior_wall + time.monotonic() - started,
                      "torch_rng": torch.get_rng_state()}
-            return state, parts.replay.flush_begin()
+            return state, wait
 
         def commit_checkpoint(state: dict, flushed: Callable[[], None]) -> Path:
             """Any thread: wait for the replay flush, then write the checkpoint that names it (in
             that order: a store is never older than a checkpoint)."""
             flushed()
+            fault_point("checkpoint-flushed")
             # Waits for the Aim thread's run (a second or so, at the first checkpoint only).
             state["aim_run"] = aim.wait_run_hash() if aim is not None else None
             with saving:
@@ -428,12 +437,16 @@ def _restore(checkpoint: dict[str, Any], run_dir: Path, config: RunConfig, learn
     except (KeyError, RuntimeError, ValueError) as exc:
         raise CheckpointError(f"checkpoint {where} does not fit this run's model/config ({str(exc)[:160]}); "
                               "resume with the run's own config.json") from exc
+    saved = checkpoint["replay"].get("cursors")
+    cursors = None if saved is None else Cursors(**saved)
     try:
-        replay = Replay.load(run_dir / "replay", config.replay, config.runtime.seed)
-    except (OSError, ValueError, KeyError, ReplayStoreError) as exc:
+        replay = Replay.load(run_dir / "replay", config.replay, config.runtime.seed, cursors=cursors)
+    except ReplayStoreError as exc:
+        raise UserError(f"cannot resume {run_dir} from {where}: {exc}") from exc
+    except (OSError, ValueError, KeyError) as exc:
         raise UserError(f"cannot resume {run_dir}: its replay store is unreadable ({type(exc).__name__}: "
                         f"{str(exc)[:160]})") from exc
-    if replay.collected < checkpoint["replay"]["collected"]:
+    if replay.collected != checkpoint["replay"]["collected"]:  # a checkpoint without cursors (older format)
         replay.close()
         raise UserError(f"cannot resume {run_dir}: the replay store holds {replay.collected} transitions but "
                         f"checkpoint {where} was written after {checkpoint['replay']['collected']}")

@@ -32,6 +32,8 @@ import time
 from pathlib import Path
 from typing import Any, NamedTuple
 
+from ezero_async.tracking.run_dir import exclusive
+
 Metrics = dict[str, float]
 """Namespaced metric name -> value of one snapshot (as runtime.monitor.Metrics)."""
 
@@ -154,9 +156,12 @@ class AimSink:
     def _create_run(self):
         import aim  # ~1 s: paid here, not on the caller's thread
 
-        repo = aim.Repo.from_path(str(self._repo), init=True)
-        return aim.Run(run_hash=self._run_hash, repo=repo, experiment=self._experiment,
-                       system_tracking_interval=_SYSTEM_TRACKING_INTERVAL_S, capture_terminal_logs=False)
+        # Two runs creating a brand-new repository at once can collide on its RocksDB index
+        # lock (RocksIOError, 1 of 3 tries): one process at a time creates and opens.
+        with exclusive(self._repo / ".ezero-aim-init.lock"):
+            repo = aim.Repo.from_path(str(self._repo), init=True)
+            return aim.Run(run_hash=self._run_hash, repo=repo, experiment=self._experiment,
+                           system_tracking_interval=_SYSTEM_TRACKING_INTERVAL_S, capture_terminal_logs=False)
 
 
 def _track(run, snapshot: Snapshot) -> None:

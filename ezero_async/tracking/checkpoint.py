@@ -9,9 +9,10 @@ A checkpoint is one torch.save'd dict (FORMAT_VERSION guards its layout):
   online, target  [{"version": v, "model": state dict}, ...]: every weights version the stores
                   held, oldest first (self-play and reanalysis after a resume ask for these);
                   equal tensors are one object, so torch.save writes each distinct one once
-  replay          {"write_count": w, "collected": n} of the replay flush made just before
-                  (the zarr store is always flushed first, so a store is never older than
-                  the newest checkpoint that names it)
+  replay          {"write_count": w, "collected": n, "cursors": the flush's Cursors as a dict}
+                  of the replay flush made just before (the store is flushed first, so it is
+                  never older than a checkpoint; resuming rebuilds the replay at these cursors
+                  even when the store committed later flushes)
   evaluations     summary rows of the evaluations so far
   episodes        {"returns": [...], "lengths": [...]}: finished training games so far
   wall_time_s     training wall time before this checkpoint (resumed runs add theirs)
@@ -24,16 +25,21 @@ final name.
 """
 from __future__ import annotations
 
+import errno
 import re
+import shutil
 from pathlib import Path
 from typing import Any
 
 import torch
 
 from ezero_async.errors import UserError
+from ezero_async.faults import fault_point
 from ezero_async.tracking.atomic import atomic_path
 
 FORMAT_VERSION = 1
+FULL_DISK_BYTES = 16 * 2**20
+"""A failed write with less free space than this left is a full disk."""
 KEYS = ("config", "step", "learner", "target", "replay", "evaluations", "episodes", "wall_time_s")
 _NAME = re.compile(r"^step-(\d+)\.pt$")
 
@@ -64,7 +70,15 @@ def save_checkpoint(run_dir: Path, state: dict[str, Any], keep: int) -> Path:
     directory.mkdir(parents=True, exist_ok=True)
     final = directory / f"step-{int(state['step']):09d}.pt"
     with atomic_path(final) as tmp:
-        torch.save({**state, "format": FORMAT_VERSION}, tmp)
+        try:
+            torch.save({**state, "format": FORMAT_VERSION}, tmp)
+        except RuntimeError as exc:
+            # torch's C++ writer reports a full disk as "basic_ios::clear: iostream error" (no
+            # errno): name it when the disk has indeed run out of room.
+            if shutil.disk_usage(directory).free < FULL_DISK_BYTES:
+                raise OSError(errno.ENOSPC, "No space left on device", str(final)) from exc
+            raise
+        fault_point("checkpoint-before-rename")
     for _, old in list_checkpoints(run_dir)[:-keep]:
         old.unlink(missing_ok=True)
     for stray in directory.glob(".step-*.tmp"):  # left by a run killed while writing
