@@ -8,17 +8,14 @@ evaluation order; numpy only at the boundary.
 """
 from __future__ import annotations
 
-import dataclasses
 import math
 
 import numpy as np
 
 from ezero_async.config.sections import SearchConfig
 from ezero_async.search.halving import considered_actions, visit_table
-from ezero_async.search.inputs import (
-    SearchPhase, check_backup, check_config, check_gumbel_prepare, check_size,
-)
-from ezero_async.search.reference import Node, RootSearch, softmax
+from ezero_async.search.inputs import check_gumbel_prepare
+from ezero_async.search.reference import Node, ReferenceTree, RootSearch, softmax
 
 
 def softmax_double(values: list[float]) -> list[float]:
@@ -132,20 +129,9 @@ def _argmax(scores: list[float], allowed: list[bool]) -> int:
     return max(chosen, 0)
 
 
-class GumbelReferenceTree:
-    """Pure-Python twin of GumbelCTree with the same methods, arguments and checks."""
-
-    def __init__(self, num_roots: int, num_actions: int, config: SearchConfig) -> None:
-        check_config(config)
-        self.num_roots = check_size("num_roots", num_roots)
-        self.num_actions = check_size("num_actions", num_actions)
-        self.config = dataclasses.replace(config)
-        self.phase = SearchPhase(self.config.num_simulations)
-        self.roots: list[GumbelRootSearch] = []
-
-    @property
-    def simulations_done(self) -> int:
-        return self.phase.done
+class GumbelReferenceTree(ReferenceTree):
+    """Pure-Python twin of GumbelCTree with the same methods, arguments and checks (select,
+    backup and visit counts are ReferenceTree's, over GumbelRootSearch roots)."""
 
     def prepare(self, root_logits: np.ndarray, root_values: np.ndarray, gumbel: np.ndarray | None = None,
                 seed: int = 0) -> None:
@@ -160,28 +146,6 @@ class GumbelReferenceTree:
             for b in range(self.num_roots)
         ]
         self.phase.start()
-
-    def select(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        """parents int32[B], actions int32[B], parent_reset bool[B] of the new leaves."""
-        self.phase.before_select()
-        picks = [root.select() for root in self.roots]
-        self.phase.after_select()
-        parents, actions, resets = zip(*picks)
-        return (np.array(parents, dtype=np.int32), np.array(actions, dtype=np.int32),
-                np.array(resets, dtype=bool))
-
-    def backup(self, value_prefix: np.ndarray, value: np.ndarray, logits: np.ndarray) -> None:
-        """value_prefix, value: float32[B]; logits: float32[B, A] of the leaves just selected."""
-        self.phase.before_backup()
-        value_prefix, value, logits = check_backup(value_prefix, value, logits, self.num_roots, self.num_actions)
-        for root, vp, v, row in zip(self.roots, value_prefix.tolist(), value.tolist(), logits.tolist()):
-            root.backup(vp, v, row)
-        self.phase.after_backup()
-
-    def visit_counts(self) -> np.ndarray:
-        """int32[B, A]: visits of each root's children (rows sum to the simulations done)."""
-        self.phase.before_output("visit_counts")
-        return np.array([root.visits(root.nodes[0]) for root in self.roots], dtype=np.int32)
 
     def actions(self) -> np.ndarray:
         """int32[B]: the search's action per root (most visited, then best g + logits + sigma)."""

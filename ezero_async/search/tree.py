@@ -16,22 +16,17 @@ from ezero_async.config.sections import SearchConfig
 from ezero_async.search.inputs import SearchPhase, check_backup, check_config, check_prepare, check_size
 
 
-class CTree:
-    """B roots searched together. The node pool holds num_simulations + 1 nodes per root; it is
-    sized for (num_roots, num_actions) at construction, grows in prepare() only past the largest
-    B x A seen, and is reused by every later search (no allocation per prepare once warm)."""
+class CompiledTree:
+    """The checked surface shared by the compiled trees: call order, select/backup over the whole
+    batch, visit counts and root values. Subclasses build `_core` and implement prepare()."""
 
     def __init__(self, num_roots: int, num_actions: int, config: SearchConfig) -> None:
         check_config(config)
-        num_roots = check_size("num_roots", num_roots)
-        num_actions = check_size("num_actions", num_actions)
+        self.num_roots = check_size("num_roots", num_roots)
+        self.num_actions = check_size("num_actions", num_actions)
         self.config = dataclasses.replace(config)  # a private copy: later edits do not leak in
-        cfg = self.config
-        self.num_roots, self.num_actions = num_roots, num_actions
-        self.phase = SearchPhase(cfg.num_simulations)
-        self._core = SearchCore(num_roots, num_actions, cfg.num_simulations, cfg.discount, cfg.c_init,
-                                cfg.c_base, cfg.value_delta_max, cfg.lstm_horizon, cfg.root_noise_fraction,
-                                cfg.num_threads)
+        self.phase = SearchPhase(self.config.num_simulations)
+        self._core = None  # the subclass's compiled core
 
     @property
     def pool_allocations(self) -> int:
@@ -42,15 +37,6 @@ class CTree:
     def simulations_done(self) -> int:
         """Simulations backed up in the current search (the next leaf gets node id this + 1)."""
         return self.phase.done
-
-    def prepare(self, root_logits: np.ndarray, noise: np.ndarray | None = None, seed: int = 0) -> None:
-        """root_logits: float32[B, A]; noise: float32[B, A] or None; seed: int (used mod 2^64).
-
-        Starts a new search over B roots (B, A may differ from earlier searches)."""
-        root_logits, noise, seed = check_prepare(root_logits, noise, seed)
-        self._core.prepare(root_logits, noise, seed)
-        self.num_roots, self.num_actions = root_logits.shape
-        self.phase.start()
 
     def select(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """One traversal per root. Returns parents int32[B] (node id of the new leaf's parent),
@@ -79,8 +65,31 @@ class CTree:
         return out
 
     def root_values(self) -> np.ndarray:
-        """float32[B]: W(root) / (N(root) - 1), the mean backed-up value; 0 before any simulation."""
+        """float32[B]: the search value of each root (see the subclass)."""
         self.phase.before_output("root_values")
         out = np.empty(self.num_roots, dtype=np.float32)
         self._core.root_values(out)
         return out
+
+
+class CTree(CompiledTree):
+    """B roots searched together. The node pool holds num_simulations + 1 nodes per root; it is
+    sized for (num_roots, num_actions) at construction, grows in prepare() only past the largest
+    B x A seen, and is reused by every later search (no allocation per prepare once warm).
+    root_values() is W(root) / (N(root) - 1), the mean backed-up value (0 before any simulation)."""
+
+    def __init__(self, num_roots: int, num_actions: int, config: SearchConfig) -> None:
+        super().__init__(num_roots, num_actions, config)
+        cfg = self.config
+        self._core = SearchCore(self.num_roots, self.num_actions, cfg.num_simulations, cfg.discount, cfg.c_init,
+                                cfg.c_base, cfg.value_delta_max, cfg.lstm_horizon, cfg.root_noise_fraction,
+                                cfg.num_threads)
+
+    def prepare(self, root_logits: np.ndarray, noise: np.ndarray | None = None, seed: int = 0) -> None:
+        """root_logits: float32[B, A]; noise: float32[B, A] or None; seed: int (used mod 2^64).
+
+        Starts a new search over B roots (B, A may differ from earlier searches)."""
+        root_logits, noise, seed = check_prepare(root_logits, noise, seed)
+        self._core.prepare(root_logits, noise, seed)
+        self.num_roots, self.num_actions = root_logits.shape
+        self.phase.start()
