@@ -3,6 +3,9 @@ the same run, and an exception on the Aim thread reaches the owner with its trac
 from __future__ import annotations
 
 import math
+import subprocess
+import sys
+import time
 from pathlib import Path
 
 import aim
@@ -146,3 +149,28 @@ def test_wait_run_hash_blocks_until_the_run_exists_and_reraises_its_failure(tmp_
         broken.wait_run_hash()
     with pytest.raises(TrackFailed):
         broken.close()
+
+
+CREATOR = """
+import sys, time
+from pathlib import Path
+from ezero_async.tracking.aim_sink import AimSink
+start = float(sys.argv[2])
+time.sleep(max(0.0, start - time.time()))  # both processes reach the repository at the same moment
+sink = AimSink(Path(sys.argv[1]), experiment="breakout", run_name=sys.argv[3], hparams={})
+sink.wait_run_hash()
+sink.close()
+print("ok")
+"""
+
+
+def test_runs_creating_a_new_repository_at_once_both_succeed(tmp_path: Path) -> None:
+    """Creation of a brand-new repository is serialised (it raced: RocksIOError on the index LOCK)."""
+    for attempt in range(3):  # without the lock, attempt 3 of 4 failed
+        repo = tmp_path / f"repo{attempt}"
+        at = time.time() + 4.0  # past both interpreters' start-up and `import aim`
+        procs = [subprocess.Popen([sys.executable, "-c", CREATOR, str(repo), str(at), f"seed-{i}"],
+                                  stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True) for i in range(2)]
+        for proc in procs:
+            out, err = proc.communicate(timeout=120)
+            assert proc.returncode == 0 and out.strip() == "ok", err[-2000:]

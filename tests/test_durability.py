@@ -162,8 +162,10 @@ def test_a_run_without_a_checkpoint_starts_again_in_place(tmp_path, capsys, how)
     assert json.loads((run_dir / "summary.json").read_text())["env_steps"] == 120
 
 
-def test_a_full_disk_is_one_line_and_the_newest_checkpoint_survives(tmp_path, capsys, monkeypatch):
-    """Injected ENOSPC in the replay's writer thread (tests cannot mount a small tmpfs here)."""
+@pytest.mark.parametrize("code, words", [(errno.ENOSPC, "the disk is full"),
+                                         (errno.EROFS, "the file system is read-only")])
+def test_a_full_disk_is_one_line_and_the_newest_checkpoint_survives(tmp_path, capsys, monkeypatch, code, words):
+    """Injected ENOSPC / EROFS in the replay's writer thread (tests cannot mount a small tmpfs here)."""
     from ezero_async.replay import store
 
     calls = {"n": 0}
@@ -172,7 +174,7 @@ def test_a_full_disk_is_one_line_and_the_newest_checkpoint_survives(tmp_path, ca
     def filling_disk(self, job):
         calls["n"] += 1
         if calls["n"] > 12:
-            raise OSError(errno.ENOSPC, "No space left on device", str(self.path / "frames" / "c" / "9" / "0"))
+            raise OSError(code, os.strerror(code), str(self.path / "frames" / "c" / "9" / "0"))
         return write(self, job)
 
     monkeypatch.setattr(store.ReplayStore, "_write", filling_disk)
@@ -181,7 +183,7 @@ def test_a_full_disk_is_one_line_and_the_newest_checkpoint_survives(tmp_path, ca
     err = capsys.readouterr().err.strip().splitlines()
     assert code == 2
     assert err[-1].startswith(f"ezero_async: error: cannot write {run_dir / 'replay' / 'frames'}")
-    assert "the disk is full" in err[-1] and "is intact" in err[-1] and f"--resume {run_dir}" in err[-1]
+    assert words in err[-1] and "is intact" in err[-1] and f"--resume {run_dir}" in err[-1]
     assert load_checkpoint(run_dir)["step"] > 0  # the newest checkpoint still loads
     assert not list((run_dir / "checkpoints").glob(".*.tmp"))
 
