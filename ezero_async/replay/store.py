@@ -304,8 +304,9 @@ def load_into(directory: str | Path, make_hot, cursors: Cursors | None = None) -
             try:
                 rows = arr[lo:w]
             except Exception as exc:  # noqa: BLE001 -- a codec's own error type; named, with its rows
-                raise ReplayStoreError(f"{path}: array '{name}' rows {lo}..{w - 1} do not decode "
-                                       f"({type(exc).__name__}: {str(exc)[:100]})") from exc
+                first = _first_bad_chunk(arr, lo, w, seg)
+                raise ReplayStoreError(f"{path}: array '{name}' rows {first}..{min(first + seg, w) - 1} do not "
+                                       f"decode ({type(exc).__name__}: {str(exc)[:100]})") from exc
             getattr(hot, name)[slots] = rows
         streams = {int(k): StreamState(int(v["episode"]), int(v["position"]), int(v["last"]),
                                        deque(v["pending"])) for k, v in state["streams"].items()}
@@ -332,3 +333,13 @@ def _check_chunks(path: Path, name: str, arr, lo: int, stop: int, segment: int) 
         first = missing[0] * segment
         raise ReplayStoreError(f"{path}: array '{name}' is missing {len(missing)} chunk file(s), the first "
                                f"holding rows {first}..{first + segment - 1}")
+
+
+def _first_bad_chunk(arr, lo: int, stop: int, segment: int) -> int:
+    """First row of the first chunk in rows lo..stop-1 that fails to read (lo if none does alone)."""
+    for start in range(lo - lo % segment, stop, segment):
+        try:
+            arr[max(start, lo):min(start + segment, stop)]
+        except Exception:  # noqa: BLE001 -- looking for the chunk that raised
+            return max(start, lo)
+    return lo

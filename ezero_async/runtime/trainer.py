@@ -442,7 +442,8 @@ def _restore(checkpoint: dict[str, Any], run_dir: Path, config: RunConfig, learn
     try:
         replay = Replay.load(run_dir / "replay", config.replay, config.runtime.seed, cursors=cursors)
     except ReplayStoreError as exc:
-        raise UserError(f"cannot resume {run_dir} from {where}: {exc}") from exc
+        raise UserError(f"cannot resume {run_dir} from {where}: {exc}; restore replay/ from a copy, or start a new "
+                        "run (the checkpoints can still be evaluated)") from exc
     except (OSError, ValueError, KeyError) as exc:
         raise UserError(f"cannot resume {run_dir}: its replay store is unreadable ({type(exc).__name__}: "
                         f"{str(exc)[:160]})") from exc
