@@ -44,7 +44,14 @@ def disk_error(exc: BaseException | None) -> OSError | None:
 def disk_full_message(error: OSError, run_dir: Path, checkpoint_bytes: int | None) -> str:
     """One line: which file, why, what a checkpoint needs, and that the newest one is intact."""
     where = f"cannot write {error.filename}" if error.filename else "cannot write to the run's disk"
-    need = f"; a checkpoint of this run takes about {checkpoint_bytes / 2**20:,.0f} MiB plus the replay's " \
-           "growth" if checkpoint_bytes else ""
+    need = f"; a checkpoint of this run takes about {_size(checkpoint_bytes)} plus the replay's growth" \
+        if checkpoint_bytes else ""
     return (f"{where}: {DISK_ERRNOS[error.errno]}{need}; the newest checkpoint in {run_dir / 'checkpoints'} is "
             f"intact: free space, then continue with --resume {run_dir}")
+
+
+def _size(n: int) -> str:
+    for unit, scale in (("GiB", 2**30), ("MiB", 2**20), ("KiB", 2**10)):
+        if n >= scale:
+            return f"{n / scale:,.1f} {unit}"
+    return f"{n} bytes"
