@@ -80,6 +80,7 @@ cdef void select_root(SearchPool* pool, Py_ssize_t b, int32_t* out_parent, int32
                       unsigned char* out_reset) noexcept nogil
 cdef void backup_root(SearchPool* pool, Py_ssize_t b, double value_prefix, double value,
                       const float* logits) noexcept nogil
+cdef int grow_block(void** slot, Py_ssize_t count, size_t item) except -1 nogil
 cdef int reserve_pool(SearchPool* pool, Py_ssize_t num_roots, Py_ssize_t num_actions) except -1 nogil
 cdef void release_pool(SearchPool* pool) noexcept nogil
 

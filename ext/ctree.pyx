@@ -209,7 +209,7 @@ cdef void backup_root(SearchPool* pool, Py_ssize_t b, double value_prefix, doubl
     state.minmax_max = hi
 
 
-cdef int _grow(void** slot, Py_ssize_t count, size_t item) except -1 nogil:
+cdef int grow_block(void** slot, Py_ssize_t count, size_t item) except -1 nogil:
     """Replace slot[0] by a fresh block of count items (old contents are not kept)."""
     free(slot[0])
     slot[0] = malloc(<size_t>count * item if count > 0 else item)
@@ -225,22 +225,22 @@ cdef int reserve_pool(SearchPool* p, Py_ssize_t num_roots, Py_ssize_t num_action
     cdef Py_ssize_t edges = nodes * num_actions
     if nodes > p.node_capacity:
         p.node_capacity = 0  # stays 0 if the allocation fails
-        _grow(<void**>&p.nodes, nodes, sizeof(Node))
+        grow_block(<void**>&p.nodes, nodes, sizeof(Node))
         p.node_capacity = nodes
         p.allocations += 1
     if edges > p.edge_capacity:
         p.edge_capacity = 0
-        _grow(<void**>&p.edges, edges, sizeof(Edge))
+        grow_block(<void**>&p.edges, edges, sizeof(Edge))
         p.edge_capacity = edges
         p.allocations += 1
     if num_roots > p.root_capacity:
         p.root_capacity = 0
-        _grow(<void**>&p.roots, num_roots, sizeof(RootState))
+        grow_block(<void**>&p.roots, num_roots, sizeof(RootState))
         p.root_capacity = num_roots
         p.allocations += 1
     if num_roots * num_actions > p.tied_capacity:
         p.tied_capacity = 0
-        _grow(<void**>&p.tied, num_roots * num_actions, sizeof(int32_t))
+        grow_block(<void**>&p.tied, num_roots * num_actions, sizeof(int32_t))
         p.tied_capacity = num_roots * num_actions
         p.allocations += 1
     return 0
@@ -273,8 +273,8 @@ cdef class SearchCore:
         self.pool.value_delta_max = value_delta_max
         self.pool.noise_fraction = noise_fraction
         self.num_threads = num_threads
-        _grow(<void**>&self.pool.c_of_n, num_simulations + 1, sizeof(double))
-        _grow(<void**>&self.pool.sqrt_of_n, num_simulations + 1, sizeof(double))
+        grow_block(<void**>&self.pool.c_of_n, num_simulations + 1, sizeof(double))
+        grow_block(<void**>&self.pool.sqrt_of_n, num_simulations + 1, sizeof(double))
         for n in range(num_simulations + 1):
             self.pool.c_of_n[n] = log((((<double>n) + c_base) + 1.0) / c_base) + c_init
             self.pool.sqrt_of_n[n] = sqrt(<double>n)
@@ -409,7 +409,7 @@ def py_softmax(const float[::1] logits):
     if A < 1:
         raise ValueError("py_softmax: need at least one logit")
     cdef Edge* out = NULL
-    _grow(<void**>&out, A, sizeof(Edge))
+    grow_block(<void**>&out, A, sizeof(Edge))
     try:
         softmax_into(&logits[0], out, A)
         return [out[a].prior for a in range(A)]

@@ -7,11 +7,11 @@
 # checking is the Python wrapper's job (ezero_async/search/gumbel_tree.py).
 from cython.parallel cimport prange
 from libc.math cimport INFINITY, exp
-from libc.stdint cimport int32_t, uint64_t
-from libc.stdlib cimport free, malloc
+from libc.stdint cimport int32_t
+from libc.stdlib cimport free
 
 from ezero_async._ext.ctree cimport (
-    Edge, Node, RootState, SearchPool, backup_root, release_pool, reserve_pool, softmax_into, value_score,
+    Edge, Node, SearchPool, backup_root, grow_block, release_pool, reserve_pool, softmax_into, value_score,
 )
 
 # GumbelCore.phase values (as SearchCore's).
@@ -181,34 +181,24 @@ cdef void prepare_gumbel(GumbelPool* pool, Py_ssize_t b, const float* logits, do
     tree.roots[b].rng_state = 0  # no random draws in this mode
 
 
-cdef int _grow(void** slot, Py_ssize_t count, size_t item) except -1 nogil:
-    """Replace slot[0] by a fresh block of count items (old contents are not kept)."""
-    free(slot[0])
-    slot[0] = malloc(<size_t>count * item if count > 0 else item)
-    if slot[0] == NULL:
-        with gil:
-            raise MemoryError(f"gumbel search pool: cannot allocate {count} items of {item} bytes")
-    return 0
-
-
 cdef int reserve_gumbel(GumbelPool* pool, Py_ssize_t num_roots, Py_ssize_t num_actions) except -1 nogil:
     """The arena's reserve, then the Gumbel blocks: allocates only past the largest size seen."""
     cdef Py_ssize_t slots = num_roots * pool.tree.stride
     reserve_pool(&pool.tree, num_roots, num_actions)
     if slots > pool.slot_capacity:
         pool.slot_capacity = 0  # stays 0 if the allocation fails
-        _grow(<void**>&pool.v0, slots, sizeof(double))
+        grow_block(<void**>&pool.v0, slots, sizeof(double))
         pool.slot_capacity = slots
         pool.tree.allocations += 1
     if slots * num_actions > pool.logit_capacity:
         pool.logit_capacity = 0
-        _grow(<void**>&pool.logits, slots * num_actions, sizeof(float))
+        grow_block(<void**>&pool.logits, slots * num_actions, sizeof(float))
         pool.logit_capacity = slots * num_actions
         pool.tree.allocations += 1
     if num_roots * num_actions > pool.row_capacity:
         pool.row_capacity = 0
-        _grow(<void**>&pool.gumbel, num_roots * num_actions, sizeof(double))
-        _grow(<void**>&pool.scratch, 2 * num_roots * num_actions, sizeof(double))
+        grow_block(<void**>&pool.gumbel, num_roots * num_actions, sizeof(double))
+        grow_block(<void**>&pool.scratch, 2 * num_roots * num_actions, sizeof(double))
         pool.row_capacity = num_roots * num_actions
         pool.tree.allocations += 1
     return 0
@@ -232,7 +222,7 @@ cdef class GumbelCore:
         self.pool.c_visit = c_visit
         self.pool.c_scale = c_scale
         self.num_threads = num_threads
-        _grow(<void**>&self.pool.table, num_simulations, sizeof(int32_t))
+        grow_block(<void**>&self.pool.table, num_simulations, sizeof(int32_t))
         reserve_gumbel(&self.pool, num_roots, num_actions)
 
     def __dealloc__(self):
