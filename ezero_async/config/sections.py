@@ -72,9 +72,10 @@ class SearchConfig:
     lstm_horizon: int = 5
     """Value-prefix LSTM state is reset every H depths (H)."""
     root_noise_fraction: float = 0.25
-    """Dirichlet noise weight at the root in self-play and reanalysis (0 in evaluation)."""
+    """Dirichlet noise weight at the root in self-play and reanalysis (0 in evaluation); pUCT mode
+    only (Gumbel mode explores with its Gumbel draws)."""
     dirichlet_alpha: float = 0.3
-    """Dirichlet concentration of the root noise."""
+    """Dirichlet concentration of the root noise (pUCT mode only)."""
     num_threads: int = 1
     """Threads over roots inside one select()/backup() (results do not depend on it)."""
     mode: str = "pucb"
@@ -336,9 +337,10 @@ class RuntimeConfig:
     self_play_lag: int = 100
     """D_sp: self-play at collection index n acts with weights of version 100*((n - D_sp)//100)."""
     temperature_steps: tuple[int, ...] = (50_000, 75_000)
-    """Training steps at which the acting temperature drops."""
+    """Training steps at which the acting temperature drops (pUCT mode; Gumbel self-play plays
+    the search's own action)."""
     temperatures: tuple[float, ...] = (1.0, 0.5, 0.25)
-    """Acting temperatures before, between and after temperature_steps."""
+    """Acting temperatures before, between and after temperature_steps (pUCT mode only)."""
     eval_interval: int = 10_000
     """Periodic evaluation every this many training steps (and at step 0); 0 disables."""
     eval_episodes: int = 32
