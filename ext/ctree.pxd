@@ -71,9 +71,34 @@ cdef inline double value_score(double q, double lo, double scale, bint normalise
     return q
 
 
+cdef inline void root_normaliser(const RootState* state, double delta, double* lo, double* scale,
+                                 bint* normalise) noexcept nogil:
+    """A root's min-max normaliser for value_score: lo = min, scale = max(max - min, delta);
+    off while the range is empty or zero. Both trees derive it once per traversal (the stats
+    cannot change during one)."""
+    cdef double spread = state.minmax_max - state.minmax_min
+    lo[0] = state.minmax_min
+    normalise[0] = spread > 0.0
+    scale[0] = spread if spread > delta else delta
+
+
 cdef uint64_t splitmix_mix(uint64_t z) noexcept nogil
 cdef uint64_t splitmix_next(uint64_t* state) noexcept nogil
 cdef void softmax_into(const float* logits, Edge* out, Py_ssize_t num_actions) noexcept nogil
+
+
+cdef inline void expand(Node* node, Edge* edges, Py_ssize_t num_actions, const float* logits) noexcept nogil:
+    """A node's fresh statistics: no visits yet, no children, prior = softmax(logits)."""
+    cdef Py_ssize_t a
+    node.visits = 0
+    node.value_sum = 0.0
+    softmax_into(logits, edges, num_actions)
+    for a in range(num_actions):
+        edges[a].visits = 0
+        edges[a].child = -1
+        edges[a].q = 0.0  # select() sums q over all edges: a missing child must add exactly +0.0
+
+
 cdef void prepare_root(SearchPool* pool, Py_ssize_t b, const float* logits, const float* noise,
                        uint64_t seed) noexcept nogil
 cdef void select_root(SearchPool* pool, Py_ssize_t b, int32_t* out_parent, int32_t* out_action,

@@ -49,18 +49,6 @@ cdef void softmax_into(const float* logits, Edge* out, Py_ssize_t num_actions) n
         out[a].prior = out[a].prior / total
 
 
-cdef inline void expand(Node* node, Edge* edges, Py_ssize_t num_actions, const float* logits) noexcept nogil:
-    """A node's fresh statistics: no visits yet, no children, prior = softmax(logits)."""
-    cdef Py_ssize_t a
-    node.visits = 0
-    node.value_sum = 0.0
-    softmax_into(logits, edges, num_actions)
-    for a in range(num_actions):
-        edges[a].visits = 0
-        edges[a].child = -1
-        edges[a].q = 0.0  # select() sums q over all edges: a missing child must add exactly +0.0
-
-
 cdef void prepare_root(SearchPool* pool, Py_ssize_t b, const float* logits, const float* noise,
                        uint64_t seed) noexcept nogil:
     cdef Py_ssize_t A = pool.num_actions
@@ -90,17 +78,15 @@ cdef void select_root(SearchPool* pool, Py_ssize_t b, int32_t* out_parent, int32
     cdef Node* nodes = pool.nodes + b * pool.stride
     cdef RootState* state = pool.roots + b
     cdef int32_t* tied = pool.tied + b * A
-    # Min-max stats cannot change during a traversal: derive the normaliser once.
-    cdef double lo = state.minmax_min
-    cdef double spread = state.minmax_max - lo
-    cdef bint normalise = spread > 0.0
-    cdef double scale = spread if spread > pool.value_delta_max else pool.value_delta_max
+    cdef double lo, scale
+    cdef bint normalise
     cdef int32_t node = 0
     cdef double parent_mean_q = 0.0
     cdef double mean_q, total, c, root_n, unvisited_score, best, score
     cdef Py_ssize_t a, ntied, chosen
     cdef int32_t k, n_child, n_sum
     cdef const Edge* edges
+    root_normaliser(state, pool.value_delta_max, &lo, &scale, &normalise)
     while True:
         edges = pool.edges + (b * pool.stride + node) * A
         n_sum = nodes[node].visits - 1

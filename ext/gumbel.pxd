@@ -23,8 +23,8 @@ ctypedef struct GumbelPool:
     Py_ssize_t row_capacity     # B * A the gumbel block holds (scratch holds twice that)
 
 
-cdef void improved_into(const GumbelPool* pool, Py_ssize_t b, int32_t node, double* sigma,
-                        double* out) noexcept nogil
+cdef int32_t improved_into(const GumbelPool* pool, Py_ssize_t b, int32_t node, double* sigma,
+                           double* out) noexcept nogil
 
 
 cdef class GumbelCore:

@@ -11,7 +11,8 @@ from libc.stdint cimport int32_t
 from libc.stdlib cimport free
 
 from ezero_async._ext.ctree cimport (
-    Edge, Node, SearchPool, backup_root, grow_block, release_pool, reserve_pool, softmax_into, value_score,
+    Edge, Node, SearchPool, backup_root, expand, grow_block, release_pool, reserve_pool, root_normaliser,
+    value_score,
 )
 
 # GumbelCore.phase values (as SearchCore's).
@@ -22,17 +23,9 @@ cdef enum:
     BUSY = 3
 
 
-cdef inline void minmax_of(const SearchPool* tree, Py_ssize_t b, double* lo, double* scale,
-                           bint* normalise) noexcept nogil:
-    """Root b's normaliser: lo = min, scale = max(max - min, delta); off while the range is empty."""
-    cdef double spread = tree.roots[b].minmax_max - tree.roots[b].minmax_min
-    lo[0] = tree.roots[b].minmax_min
-    normalise[0] = spread > 0.0
-    scale[0] = spread if spread > tree.value_delta_max else tree.value_delta_max
-
-
-cdef void completed_sigma(const GumbelPool* pool, Py_ssize_t b, int32_t node, double* sigma) noexcept nogil:
-    """sigma[a] = ((c_visit + max N) * c_scale) * clip(normalize(completed q(a)), 0, 1)."""
+cdef int32_t completed_sigma(const GumbelPool* pool, Py_ssize_t b, int32_t node, double* sigma) noexcept nogil:
+    """sigma[a] = ((c_visit + max N) * c_scale) * clip(normalize(completed q(a)), 0, 1); returns
+    n_sum = the node's children's visits."""
     cdef const SearchPool* tree = &pool.tree
     cdef Py_ssize_t A = tree.num_actions
     cdef Py_ssize_t g = b * tree.stride + node
@@ -55,21 +48,23 @@ cdef void completed_sigma(const GumbelPool* pool, Py_ssize_t b, int32_t node, do
     v_mix = v0
     if n_sum > 0 and not p < 1e-12:
         v_mix = (v0 + ((<double>n_sum * t) / p)) / <double>(1 + n_sum)
-    minmax_of(tree, b, &lo, &scale, &normalise)
+    root_normaliser(tree.roots + b, tree.value_delta_max, &lo, &scale, &normalise)
     coef = (pool.c_visit + <double>max_n) * pool.c_scale
     for a in range(A):
         q = edges[a].q if edges[a].visits > 0 else v_mix
         sigma[a] = coef * value_score(q, lo, scale, normalise)
+    return n_sum
 
 
-cdef void improved_into(const GumbelPool* pool, Py_ssize_t b, int32_t node, double* sigma,
-                        double* out) noexcept nogil:
-    """out = pi'(node) = softmax(logits + sigma) in double (sigma is filled as a by-product)."""
+cdef int32_t improved_into(const GumbelPool* pool, Py_ssize_t b, int32_t node, double* sigma,
+                           double* out) noexcept nogil:
+    """out = pi'(node) = softmax(logits + sigma) in double (sigma is filled as a by-product);
+    returns n_sum = the node's children's visits."""
     cdef Py_ssize_t A = pool.tree.num_actions
     cdef const float* logits = pool.logits + (b * pool.tree.stride + node) * A
     cdef double top, total
     cdef Py_ssize_t a
-    completed_sigma(pool, b, node, sigma)
+    cdef int32_t n_sum = completed_sigma(pool, b, node, sigma)
     for a in range(A):
         out[a] = <double>logits[a] + sigma[a]
     top = out[0]
@@ -82,6 +77,7 @@ cdef void improved_into(const GumbelPool* pool, Py_ssize_t b, int32_t node, doub
         total = total + out[a]
     for a in range(A):
         out[a] = out[a] / total
+    return n_sum
 
 
 cdef Py_ssize_t best_root_action(const GumbelPool* pool, Py_ssize_t b, int32_t need, double* sigma) noexcept nogil:
@@ -124,10 +120,7 @@ cdef void select_gumbel(GumbelPool* pool, Py_ssize_t b, int32_t* out_parent, int
     while edges[chosen].visits > 0:
         node = edges[chosen].child
         edges = tree.edges + (b * tree.stride + node) * A
-        improved_into(pool, b, node, sigma, pi)
-        n_sum = 0
-        for a in range(A):
-            n_sum = n_sum + edges[a].visits
+        n_sum = improved_into(pool, b, node, sigma, pi)
         chosen = 0
         best = pi[0] - <double>edges[0].visits / <double>(1 + n_sum)
         for a in range(1, A):
@@ -162,11 +155,8 @@ cdef void prepare_gumbel(GumbelPool* pool, Py_ssize_t b, const float* logits, do
     cdef Node* root = tree.nodes + g
     cdef Edge* edges = tree.edges + g * A
     cdef Py_ssize_t a
-    softmax_into(logits, edges, A)
+    expand(root, edges, A, logits)
     for a in range(A):
-        edges[a].visits = 0
-        edges[a].child = -1
-        edges[a].q = 0.0
         pool.logits[g * A + a] = logits[a]
         pool.gumbel[b * A + a] = gumbel[a]
     root.visits = 1        # FIX vs SPEC_SEARCH.md: N = 1 and W = v-hat at the root
