@@ -17,10 +17,6 @@ class UnknownGameError(UserError):
     """A game name that no supported family knows."""
 
 
-class DiskFullError(UserError):
-    """A run file could not be written: no space left, quota exceeded, or a read-only file system."""
-
-
 DISK_ERRNOS = {errno.ENOSPC: "the disk is full", errno.EDQUOT: "the disk quota is exceeded",
                errno.EROFS: "the file system is read-only"}
 

@@ -92,8 +92,7 @@ class GumbelRootSearch(RootSearch):
         need = self.table[root.visits - 1]  # simulation j = N(root) - 1
         counts = self.visits(root)
         scores = self.root_scores()
-        action = _argmax([scores[a] if counts[a] == need else -math.inf for a in range(len(counts))],
-                         [counts[a] == need for a in range(len(counts))])
+        action = _argmax(scores, [n == need for n in counts])
         node = root
         while action in node.children:
             node = node.children[action]

@@ -19,10 +19,9 @@ def considered_actions(num_actions: int, max_considered: int) -> int:
     return min(max_considered, num_actions)
 
 
-@functools.lru_cache(maxsize=64)
-def _table(num_considered: int, num_simulations: int) -> tuple[int, ...]:
+def _table(num_considered: int, num_simulations: int) -> list[int]:
     if num_considered <= 1:
-        return tuple(range(num_simulations))
+        return list(range(num_simulations))
     phases = math.ceil(math.log2(num_considered))
     seq: list[int] = []
     visits = [0] * num_considered
@@ -34,11 +33,15 @@ def _table(num_considered: int, num_simulations: int) -> tuple[int, ...]:
             for i in range(k):
                 visits[i] += 1
         k = max(2, k // 2)
-    return tuple(seq[:num_simulations])
+    return seq[:num_simulations]
 
 
+@functools.lru_cache(maxsize=64)
 def visit_table(num_considered: int, num_simulations: int) -> np.ndarray:
-    """int32[S]: the visit count an action needs to be chosen at the root in simulation j."""
+    """int32[S] (read-only, built once per (m, S): every search's prepare() asks for it): the
+    visit count an action needs to be chosen at the root in simulation j."""
     if num_considered < 1 or num_simulations < 1:
         raise ValueError(f"visit_table: need m >= 1 and S >= 1, got m={num_considered}, S={num_simulations}")
-    return np.array(_table(num_considered, num_simulations), dtype=np.int32)
+    table = np.array(_table(num_considered, num_simulations), dtype=np.int32)
+    table.setflags(write=False)
+    return table

@@ -83,10 +83,11 @@ def exclusive(path: Path) -> Iterator[None]:
 
 def unstarted_run(run_dir: Path) -> bool:
     """RUN_DIR holds a run's config but neither a checkpoint nor a summary."""
+    from ezero_async.tracking.checkpoint import list_checkpoints  # torch: only when asked
+
     run_dir = Path(run_dir)
-    checkpoints = run_dir / "checkpoints"
-    has_checkpoint = checkpoints.is_dir() and any(p.suffix == ".pt" for p in checkpoints.iterdir())
-    return (run_dir / "config.json").is_file() and not has_checkpoint and not (run_dir / "summary.json").exists()
+    return ((run_dir / "config.json").is_file() and not list_checkpoints(run_dir)
+            and not (run_dir / "summary.json").exists())
 
 
 def clear_unstarted_run(run_dir: Path) -> None:
