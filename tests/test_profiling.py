@@ -31,7 +31,7 @@ def make_report(device: str = "cpu", cores: list[float] | None = None, threads: 
                 setup: dict | None = None, **fields) -> ProfileReport:
     """A report in which no rule fires; keyword arguments change one figure at a time."""
     base = Setup(game="Breakout", preset="atari100k", device=device, cores=4, num_envs=128, max_batch=64,
-                 max_wait_ms=2.0, searches_in_flight=2, reanalyse_workers=2, reanalyse_fraction=0.99, queue_size=4,
+                 max_wait_ms=2.0, searches_in_flight=2, reanalyse_workers=2, reanalyse_fraction=0.99, reanalyse_mode="batch", queue_size=4,
                  batch_size=256, num_simulations=50, search_mode="pucb", log_interval_s=5.0, amp="auto")
     stages = dict(BALANCED_STAGES)
     stages.update(fields.pop("stages", {}))

@@ -333,7 +333,15 @@ class RuntimeConfig:
     reanalyse_workers: int = 2
     """Reanalysis coroutines building TrainingBatch objects."""
     reanalyse_fraction: float = 0.99
-    """Fraction of each batch whose policy targets come from a fresh search."""
+    """Fraction of each batch whose policy targets come from a fresh search (with the batch's
+    target weights; see reanalyse_mode); the other rows keep the stored self-play policies."""
+    reanalyse_mode: str = "batch"
+    """'batch': each batch searches its reanalysed rows' K + 1 positions itself (the spec: ~1,500
+    roots per update). 'sweep': every stored transition is searched once per target-weight
+    version, while the version before it is the target, and batches read those results (the
+    same network's search: MuZero Reanalyse's refresh of stored targets; 5-20x fewer roots at
+    Atari 100k and CartPole scale). Transitions collected after the sweep began keep their
+    self-play policies; the root noise is drawn once per transition and version."""
     self_play_lag: int = 100
     """D_sp: self-play at collection index n acts with weights of version 100*((n - D_sp)//100)."""
     temperature_steps: tuple[int, ...] = (50_000, 75_000)
@@ -369,6 +377,8 @@ class RuntimeConfig:
         _require(1 <= self.num_envs <= 4096, "runtime.num_envs", "must be in [1, 4096]")
         _require(self.reanalyse_workers >= 1, "runtime.reanalyse_workers", "must be >= 1")
         _require(0.0 <= self.reanalyse_fraction <= 1.0, "runtime.reanalyse_fraction", "must be in [0, 1]")
+        _require(self.reanalyse_mode in ("batch", "sweep"), "runtime.reanalyse_mode",
+                 f"must be batch or sweep, got {self.reanalyse_mode!r}")
         _require(self.self_play_lag >= 0, "runtime.self_play_lag", "must be >= 0")
         _require(len(self.temperatures) == len(self.temperature_steps) + 1, "runtime.temperatures",
                  "needs exactly one more entry than runtime.temperature_steps")

@@ -114,7 +114,9 @@ def recommend(r: ProfileReport) -> list[Advice]:
     if st["learner_wait_batch"] >= STARVED:
         if st["reanalyse_targets_wait"] >= 1.0 - STARVED:
             action = (f"raise runtime.reanalyse_workers (now {s.reanalyse_workers}) so more batches' searches "
-                      f"overlap, or lower runtime.reanalyse_fraction (now {s.reanalyse_fraction:g})")
+                      f"overlap, or lower runtime.reanalyse_fraction (now {s.reanalyse_fraction:g})"
+                      + (", or set runtime.reanalyse_mode = sweep (each stored transition searched once per "
+                         "target version)" if s.reanalyse_mode == "batch" else ""))
         elif st["replay_assembly"] >= STARVED:
             action = (f"batch assembly on the event loop takes {100 * st['replay_assembly']:.0f}% of it: a smaller "
                       f"learner.batch_size (now {s.batch_size}) or a faster core")

@@ -58,6 +58,8 @@ class ReanalyseContext:
     """float32[B, K]: VP_1 .. VP_K."""
     stored_policy: np.ndarray
     """float32[B, K + 1, A]: self-play visit distributions, zero at u >= T."""
+    position_index: np.ndarray
+    """int64[B, K + 1]: collection index of the transition at u = t + k (meaningless at u >= T)."""
     policy_mask: np.ndarray
     """bool[B, K + 1]: u < T (a policy target exists; fresh searches only there)."""
     reanalyse_rows: np.ndarray
@@ -131,6 +133,7 @@ class ContextBuilder:
         past = ~policy_mask[:, :K]
         acts[past] = self.rng.integers(0, hot.schema.num_actions, size=int(past.sum()))
         stored = hot.policy[fwd[:, :K + 1]]
+        position_index = hot.index[fwd[:, :K + 1]].astype(np.int64)
         stored[~policy_mask] = 0.0
 
         obs = self._windows() if self.fresh_buffers else self._obs
@@ -153,8 +156,9 @@ class ContextBuilder:
             step=step, indices=indices, slots=slots.copy(), weights=np.asarray(sample.weights, np.float32),
             td=td, obs=obs, actions=acts, bootstrap_obs=boot, bootstrap_col=col, bootstrap_needed=needed,
             bootstrap_power=power, reward_sums=sums, rewards=rewards, steps_to_end=steps_to_end,
-            truncated=truncated, target_value_prefix=vp, stored_policy=stored, policy_mask=policy_mask,
-            reanalyse_rows=rows, search_value=search_value, mask=mask, value_mask=value_mask, discount=self.config.discount)
+            truncated=truncated, target_value_prefix=vp, stored_policy=stored, position_index=position_index,
+            policy_mask=policy_mask, reanalyse_rows=rows, search_value=search_value, mask=mask, value_mask=value_mask,
+            discount=self.config.discount)
 
 
 def finish(ctx: ReanalyseContext, bootstrap_values: np.ndarray, fresh_policy: np.ndarray,

@@ -9,7 +9,7 @@ from __future__ import annotations
 import asyncio
 import queue
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import numpy as np
 
@@ -20,6 +20,7 @@ from ezero_async.replay.batch import TrainingBatch
 from ezero_async.replay.buffer import Replay
 from ezero_async.replay.context import ContextBuilder, ReanalyseContext, finish
 from ezero_async.runtime.pacer import Pacer
+from ezero_async.runtime.sweep import Sweeps
 from ezero_async.runtime.waits import Waits
 from ezero_async.search import root_noise
 
@@ -66,8 +67,10 @@ class PriorityFeed:
 async def reanalyse(worker: int, workers: int, replay: Replay, feed: PriorityFeed, service: SearchService,
                     pacer: Pacer, batches: queue.Queue, replay_cfg: ReplayConfig, learner_cfg: LearnerConfig,
                     runtime: RuntimeConfig, search: SearchConfig, frame_stack: int, num_actions: int,
-                    stats: ReanalyseStats) -> None:
-    """Build every `workers`-th batch starting at `worker` until the run's last step."""
+                    stats: ReanalyseStats, sweeps: Sweeps | None = None) -> None:
+    """Build every `workers`-th batch starting at `worker` until the run's last step. With
+    `sweeps` (reanalyse_mode 'sweep') the reanalysed rows read their version's sweep table
+    instead of searching."""
     builder = ContextBuilder(replay.hot, replay_cfg, learner_cfg.batch_size, runtime.reanalyse_fraction,
                              seed=runtime.seed * 1000 + worker, fresh_buffers=True)
     k1 = learner_cfg.unroll_steps + 1
@@ -81,7 +84,7 @@ async def reanalyse(worker: int, workers: int, replay: Replay, feed: PriorityFee
         stats.timing["assemble"] += time.perf_counter() - clock
         await pacer.batch_sampled(s)
         batch = await _targets(ctx, service, target_version(s, learner_cfg.target_update_interval), k1,
-                               frame_stack, num_actions, search, runtime.seed, stats, worker)
+                               frame_stack, num_actions, search, runtime.seed, stats, worker, sweeps)
         await pacer.wait_build_turn(s)
         stats.waits.begin("queue_full", worker)
         while True:
@@ -96,7 +99,7 @@ async def reanalyse(worker: int, workers: int, replay: Replay, feed: PriorityFee
 
 async def _targets(ctx: ReanalyseContext, service: SearchService, version: int, k1: int, stack: int,
                    num_actions: int, search: SearchConfig, seed: int, stats: ReanalyseStats,
-                   worker: int) -> TrainingBatch:
+                   worker: int, sweeps: Sweeps | None) -> TrainingBatch:
     stats.waits.begin("targets", worker)
     b = len(ctx.indices)
     frame_shape = ctx.obs.shape[2:]
@@ -105,7 +108,18 @@ async def _targets(ctx: ReanalyseContext, service: SearchService, version: int, 
     values_task = asyncio.ensure_future(service.values("target", version, boot))
     fresh = np.zeros((len(rows), k1, num_actions), np.float32)
     fresh_values = np.zeros((len(rows), k1), np.float32)
-    if len(rows):
+    if len(rows) and sweeps is not None:
+        table = await sweeps.table(version)
+        fresh, fresh_values, have = table.lookup(ctx.position_index[rows])
+        # Positions the sweep did not search (collected after it began) keep the stored policy;
+        # a row's search value target needs every position it trains.
+        have &= ctx.policy_mask[rows]
+        fresh = np.where(have[..., None], fresh, ctx.stored_policy[rows])
+        covered = (have | ~ctx.policy_mask[rows]).all(axis=1)
+        if not covered.all():
+            ctx = replace(ctx, search_value=ctx.search_value.copy())
+            ctx.search_value[rows[~covered]] = False
+    elif len(rows):
         roots = position_stacks(ctx.obs[rows], k1, stack).reshape(len(rows) * k1, stack, *frame_shape)
         rng = np.random.default_rng([seed, 2, ctx.step])
         noise = root_noise(search, len(roots), num_actions, rng)

@@ -42,6 +42,7 @@ from ezero_async.runtime.evaluate import evaluate
 from ezero_async.runtime.monitor import LossMeter, MetricsFile, Monitor, ProgressLine, Sink, eval_metrics
 from ezero_async.runtime.pacer import Pacer
 from ezero_async.runtime.reanalyse import PriorityFeed, ReanalyseStats, reanalyse
+from ezero_async.runtime.sweep import Sweeps
 from ezero_async.tracking.atomic import write_text_atomic
 from ezero_async.tracking.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
 from ezero_async.faults import fault_point
@@ -200,6 +201,10 @@ async def _train(config: RunConfig, run_dir: Path, device: torch.device, resume:
         parts.runner = ModelRunner(make_model, device, {"online": online, "target": target, "evaluation": evaluation},
                                    inline=rt.serial, workers=config.batcher.searches_in_flight)
         service = SearchService(parts.runner, config.search, config.batcher, num_actions, serial=rt.serial)
+        sweeps = None
+        if rt.reanalyse_mode == "sweep" and rt.reanalyse_fraction > 0.0:
+            sweeps = Sweeps(parts.replay, service, pacer, config.search, interval=lc.target_update_interval,
+                            capacity=config.replay.capacity, num_actions=num_actions, seed=seed)
         sinks: list[Sink] = [MetricsFile(run_dir / "metrics.jsonl"), progress,
                              *extra_sinks]
         aim = None
@@ -311,13 +316,18 @@ async def _train(config: RunConfig, run_dir: Path, device: torch.device, resume:
             for i in range(rt.num_envs):
                 group.create_task(self_play(i, parts.pool, service, parts.replay, pacer, rt, config.search, stack,
                                             stats), name=f"self-play-{i}")
+            if sweeps is not None:
+                sweeper = group.create_task(sweeps.run(), name="reanalyse-sweeps")
             for w in range(rt.reanalyse_workers):
                 group.create_task(reanalyse(w, rt.reanalyse_workers, parts.replay, feed, service, pacer, batches,
-                                            config.replay, lc, rt, config.search, stack, num_actions, reanalysis),
+                                            config.replay, lc, rt, config.search, stack, num_actions, reanalysis,
+                                            sweeps),
                                   name=f"reanalyse-{w}")
             await group.create_task(supervise(), name="supervisor")
             parts.learner_thread.stop()
             parts.learner_thread.join(timeout=60.0)
+            if sweeps is not None:
+                sweeper.cancel()  # its last version's sweep may outlast the last batch that reads it
             train_wall = time.monotonic() - started
             await checkpoints.join()
             saver.cancel()
