@@ -19,7 +19,7 @@ from ezero_async.suite.__main__ import main as suite_main
 from ezero_async.suite.executors import run_local
 from ezero_async.suite.games import parse_games
 from ezero_async.suite.published import EFFICIENTZERO
-from ezero_async.suite.report import build_report, format_markdown
+from ezero_async.suite.report import build_report, format_markdown, write_report
 from ezero_async.suite.runs import Manifest, RunSpec, StatusFile, open_suite, run_specs
 
 SMOKE = ["--preset", "smoke", "--device", "cpu", "--set", "tracking.aim=false", "--set", "runtime.env_steps=200",
@@ -105,6 +105,9 @@ def test_the_report_of_a_partial_suite(tmp_path):
     text = format_markdown(report)
     assert "8 of 9 runs done" in text and "atari-Boxing-s2 failed (ezero_async: error: boom)" in text
     assert "| iqm | 1.250 |" in text and "sticky actions 0.0" in text
+    _, files = write_report(tmp_path, manifest, reps=100)
+    assert {f.name for f in files} == {"report.md", "report.json", "games.png", "profile.png"}
+    assert all(f.stat().st_size > 0 for f in files)
 
 
 def test_a_failed_run_is_retried_once_then_reported(tmp_path, monkeypatch):

@@ -153,7 +153,17 @@ def plot(report: dict[str, Any], suite_dir: Path) -> list[Path]:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    written = []
+    def save(fig, name: str, xlabel: str, ylabel: str, title: str) -> None:
+        ax = fig.axes[0]
+        ax.set_xlabel(xlabel)
+        ax.set_ylabel(ylabel)
+        ax.set_title(title)
+        fig.tight_layout()
+        written.append(suite_dir / name)
+        fig.savefig(written[-1], dpi=120)
+        plt.close(fig)
+
+    written: list[Path] = []
     games = [g for g in report["games"] if g["scores"]]
     if games:
         fig, ax = plt.subplots(figsize=(max(4.0, 0.5 * len(games) + 2), 4))
@@ -162,25 +172,15 @@ def plot(report: dict[str, Any], suite_dir: Path) -> list[Path]:
             ax.bar(i, float(np.mean(values)), color="tab:blue" if g["hns"] else "tab:gray", alpha=0.6)
             ax.scatter([i] * len(values), values, color="black", s=10, zorder=3)
         ax.set_xticks(range(len(games)), [g["game"] for g in games], rotation=60, ha="right", fontsize=8)
-        ax.set_ylabel("final score (HNS where defined, else raw return)")
-        ax.set_title("final evaluation per game (bar: mean over seeds; dots: seeds)")
-        fig.tight_layout()
-        written.append(suite_dir / "games.png")
-        fig.savefig(written[-1], dpi=120)
-        plt.close(fig)
+        save(fig, "games.png", "", "final score (HNS where defined, else raw return)",
+             "final evaluation per game (bar: mean over seeds; dots: seeds)")
     normalised = [g["hns"] for g in report["games"] if g["hns"]]
     if normalised:
-        top = max(2.0, max(max(h) for h in normalised))
-        taus = np.linspace(0.0, top, 200)
+        taus = np.linspace(0.0, max(2.0, max(max(h) for h in normalised)), 200)
         fig, ax = plt.subplots(figsize=(5, 4))
         ax.plot(taus, stats.performance_profile(normalised, taus))
-        ax.set_xlabel("human-normalised score threshold τ")
-        ax.set_ylabel("fraction of runs with score > τ")
-        ax.set_title("performance profile")
-        fig.tight_layout()
-        written.append(suite_dir / "profile.png")
-        fig.savefig(written[-1], dpi=120)
-        plt.close(fig)
+        save(fig, "profile.png", "human-normalised score threshold τ", "fraction of runs with score > τ",
+             "performance profile")
     return written
 
 
