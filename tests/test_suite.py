@@ -210,6 +210,13 @@ def test_the_report_is_tracked_as_one_suite_level_aim_run(tmp_path):
     pytest.importorskip("aim")
     from test_aim_sink import read_run
 
-    run, series = read_run(tmp_path / "runs", track_in_aim(tmp_path, report))
+    _, files = write_report(tmp_path, manifest, reps=100)
+    figures = [f for f in files if f.suffix == ".png"]
+    run, series = read_run(tmp_path / "runs", track_in_aim(tmp_path, report, figures))
     assert run.experiment == "suite" and run["hparams"]["games"] == ["Breakout", "Pong"]
     assert series["suite/hns_iqm", "train"] == {0: pytest.approx(report["aggregate"]["iqm"]["point"])}
+    from aim.storage.context import Context
+
+    for name in ("suite/games", "suite/profile"):
+        images = run.get_image_sequence(name, Context({}))
+        assert images is not None and len(images.values.values_list()) == 1, name

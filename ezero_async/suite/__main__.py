@@ -120,7 +120,7 @@ def run(argv: Sequence[str]) -> int:
         return EXIT_USAGE
     report, files = write_report(suite_dir, manifest, reps=args.reps)
     if aim_enabled(manifest):
-        track_in_aim(suite_dir, report)
+        track_in_aim(suite_dir, report, [f for f in files if f.suffix == ".png"])
     say(f"{report['runs_done']} of {report['runs']} runs done; report: {', '.join(str(f) for f in files)}")
     if stopped is not None:
         say("stopped: run the same command to continue")
@@ -138,7 +138,7 @@ def report(argv: Sequence[str]) -> int:
         return EXIT_USAGE
     result, files = write_report(args.suite_dir, manifest, reps=args.reps)
     if aim_enabled(manifest) and not args.no_aim:
-        track_in_aim(args.suite_dir, result)
+        track_in_aim(args.suite_dir, result, [f for f in files if f.suffix == ".png"])
     print((args.suite_dir / "report.md").read_text(), end="")
     say(f"{result['runs_done']} of {result['runs']} runs done; wrote {', '.join(str(f) for f in files)}")
     return 0

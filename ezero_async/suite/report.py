@@ -11,7 +11,7 @@ import math
 import statistics
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Sequence
 
 import numpy as np
 
@@ -207,14 +207,30 @@ def aim_metrics(report: dict[str, Any]) -> dict[str, float]:
     return metrics
 
 
-def track_in_aim(suite_dir: Path, report: dict[str, Any]) -> str:
+def track_in_aim(suite_dir: Path, report: dict[str, Any], figures: Sequence[Path] = ()) -> str:
     """One suite-level Aim run (experiment 'suite') beside the suite's runs, in their repository
-    (SUITE_DIR/runs: `aim up --repo SUITE_DIR/runs`); the PNGs stay in SUITE_DIR. Returns its hash."""
+    (SUITE_DIR/runs: `aim up --repo SUITE_DIR/runs`): the report's scalars, and `figures` (PNGs)
+    as images named suite/<file stem>. Returns the run's hash."""
     from ezero_async.tracking.aim_sink import AimSink
+    from ezero_async.tracking.run_dir import exclusive
 
-    sink = AimSink(suite_dir / "runs", experiment="suite", run_name=suite_dir.name, hparams=report["manifest"])
+    repo_dir = suite_dir / "runs"
+    sink = AimSink(repo_dir, experiment="suite", run_name=suite_dir.name, hparams=report["manifest"])
     try:
         sink.emit(0, 0, aim_metrics(report))
     finally:
         sink.close()
+    if figures:
+        import aim
+        from PIL import Image
+
+        with exclusive(repo_dir / ".ezero-aim-init.lock"):  # as AimSink opens repositories
+            run = aim.Run(run_hash=sink.run_hash, repo=aim.Repo.from_path(str(repo_dir), init=True),
+                          system_tracking_interval=None, capture_terminal_logs=False)
+        try:
+            for path in figures:
+                with Image.open(path) as picture:
+                    run.track(aim.Image(picture.convert("RGB")), name=f"suite/{path.stem}", step=0)
+        finally:
+            run.close()
     return sink.run_hash
