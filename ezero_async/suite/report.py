@@ -60,10 +60,16 @@ def protocol(suite_dir: Path, results: list[RunResult]) -> dict[str, Any] | None
         return None
     config = json.loads((done[0].spec.run_dir / "config.json").read_text())
     env, runtime = config["env"], config["runtime"]
-    return {"final episodes": runtime["final_eval_episodes"], "episode cap (agent steps)": env["eval_max_episode_steps"],
-            "frame skip": env["frame_skip"], "sticky actions": env["sticky_action_prob"],
-            "no-op starts": f"1..{env['noop_max']}" if env["noop_max"] else "none",
-            "env steps": runtime["env_steps"], "scores": "final weights, never the best checkpoint"}
+    out: dict[str, Any] = {"final episodes": runtime["final_eval_episodes"],
+                           "episode cap (agent steps)": env["eval_max_episode_steps"]}
+    family = done[0].spec.game.family
+    if family == "atari":  # the settings papers differ on (sticky actions, no-op starts)
+        out.update({"frame skip": env["frame_skip"], "sticky actions": env["sticky_action_prob"],
+                    "no-op starts": f"1..{env['noop_max']}" if env["noop_max"] else "none"})
+    elif family == "minatar":
+        out["sticky actions"] = env["sticky_action_prob"]
+    out.update({"env steps": runtime["env_steps"], "scores": "final weights, never the best checkpoint"})
+    return out
 
 
 def build_report(suite_dir: Path, manifest: Manifest, reps: int = 2000) -> dict[str, Any]:
