@@ -45,7 +45,8 @@ class Setup:
         return cls(game=config.env.game, preset=config.preset, device=device, cores=cores, num_envs=rt.num_envs,
                    max_batch=b.max_batch, max_wait_ms=b.max_wait_ms,
                    searches_in_flight=b.searches_in_flight, reanalyse_workers=rt.reanalyse_workers,
-                   reanalyse_fraction=rt.reanalyse_fraction, reanalyse_mode=rt.reanalyse_mode, queue_size=config.learner.queue_size,
+                   reanalyse_fraction=rt.reanalyse_fraction, reanalyse_mode=rt.reanalyse_mode,
+                   queue_size=config.learner.queue_size,
                    batch_size=config.learner.batch_size, num_simulations=config.search.num_simulations,
                    search_mode=config.search.mode, log_interval_s=config.tracking.log_interval_s, amp=config.learner.amp)
 
@@ -146,8 +147,8 @@ def format_report(report: ProfileReport, advice: list) -> str:
         f"# profile: {s.game} ({s.preset}) on {s.device}, {s.cores} cores; {report.seconds:.1f} s window",
         f"# {s.num_envs} env coroutines, {s.search_mode} search of {s.num_simulations} "
         f"simulations, max_batch {s.max_batch}, max_wait {s.max_wait_ms:g} ms, {s.searches_in_flight} searches in "
-        f"flight, {s.reanalyse_workers} reanalysis workers (fraction {s.reanalyse_fraction:g}, {s.reanalyse_mode} mode), learner batch "
-        f"{s.batch_size}, queue {s.queue_size}",
+        f"flight, {s.reanalyse_workers} reanalysis workers (fraction {s.reanalyse_fraction:g}, {s.reanalyse_mode} "
+        f"mode), learner batch {s.batch_size}, queue {s.queue_size}",
         f"throughput: {report.env_steps_per_s:,.1f} env steps/s, {report.training_steps_per_s:,.2f} updates/s, "
         f"{report.roots_per_s:,.0f} searched roots/s",
         "",

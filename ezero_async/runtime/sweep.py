@@ -109,19 +109,17 @@ class Sweeps:
             noise = root_noise(self.search, CHUNK, self.num_actions, rng)[indices - start]  # index i's draw: lo-free
             slots = hot.slot_of_index(indices)
             present = slots >= 0
-            if not present.any():
-                continue
             # One synchronous read on the loop thread, which is also the replay's only writer:
             # no slot can change under it. A transition whose stack reaches into an evicted slot
             # is no longer sampleable (HotTier._evict) and is skipped.
             chain = walk_chains(hot, slots[present], np.empty((int(present.sum()), stack), np.int64))
             whole = (chain >= hot.write_count - hot.num_slots).all(axis=1)
             present[present] = whole
+            if not present.any():
+                continue
             chain = chain[whole]
             stacks = np.empty((len(chain), stack, *hot.schema.obs_shape), hot.schema.obs_dtype)
             gather_frames(hot.frames, chain % hot.num_slots, stacks)
-            if not len(chain):
-                continue
             result = await self.service.search("target", version, stacks, noise[present],
                                                seed=version * 1_000_003 + start)
             rows = indices[present] - lo

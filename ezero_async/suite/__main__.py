@@ -71,7 +71,7 @@ def report_parser() -> argparse.ArgumentParser:
 
 def aim_enabled(manifest: Manifest) -> bool:
     """The suite tracks its report in Aim when its runs do (no tracking.aim=false override)."""
-    return not any(o.replace(" ", "").lower() in ("tracking.aim=false", "tracking.aim=0") for o in manifest.overrides)
+    return dict(parse_override(text) for text in manifest.overrides).get("tracking.aim", True)
 
 
 def check_arguments(args: argparse.Namespace) -> Manifest:

@@ -15,7 +15,7 @@ from typing import Any, Sequence
 
 import numpy as np
 
-from ezero_async.envs.scores import RANDOM_HUMAN
+from ezero_async.envs.scores import RANDOM_HUMAN, human_normalised
 from ezero_async.suite import stats
 from ezero_async.suite.published import PUBLISHED
 from ezero_async.suite.runs import Manifest, RunSpec, StatusFile, run_specs
@@ -31,7 +31,6 @@ class RunResult:
     """Final evaluation's mean return (raw score)."""
     hns: float | None = None
     """Its human-normalised score (Atari 100k games evaluated under the protocol's cap only)."""
-    episodes: int | None = None
     wall_time_s: float | None = None
     error: str | None = None
 
@@ -45,7 +44,7 @@ def collect(suite_dir: Path, manifest: Manifest) -> list[RunResult]:
             summary = json.loads((spec.run_dir / "summary.json").read_text())
             final = summary["final_eval"]
             results.append(RunResult(spec, "done", final["return_mean"], final.get("human_normalised_score"),
-                                     final["episodes"], summary.get("wall_time_s")))
+                                     summary.get("wall_time_s")))
         elif recorded:
             results.append(RunResult(spec, recorded["state"], error=recorded.get("error")))
         else:
@@ -53,7 +52,7 @@ def collect(suite_dir: Path, manifest: Manifest) -> list[RunResult]:
     return results
 
 
-def protocol(suite_dir: Path, results: list[RunResult]) -> dict[str, Any] | None:
+def protocol(results: list[RunResult]) -> dict[str, Any] | None:
     """The evaluation protocol of the finished runs (from the first one's config.json)."""
     done = [r for r in results if r.state == "done"]
     if not done:
@@ -75,9 +74,10 @@ def protocol(suite_dir: Path, results: list[RunResult]) -> dict[str, Any] | None
 def build_report(suite_dir: Path, manifest: Manifest, reps: int = 2000) -> dict[str, Any]:
     """Everything the report shows, as JSON-ready data."""
     results = collect(suite_dir, manifest)
-    games = []
+    games, game_ids = [], []
     for label in manifest.games:
         rows = [r for r in results if r.spec.game.label == label]
+        game_ids.append(rows[0].spec.game)
         done = [r for r in rows if r.state == "done"]
         name = rows[0].spec.game.name
         atari = rows[0].spec.game.family == "atari" and name in RANDOM_HUMAN
@@ -98,12 +98,12 @@ def build_report(suite_dir: Path, manifest: Manifest, reps: int = 2000) -> dict[
         aggregate = {name: interval._asdict() for name, interval in stats.aggregates(normalised, reps=reps).items()}
     missing = [{"run": r.spec.name, "state": r.state, "error": r.error} for r in results if r.state != "done"]
     published = {}
-    for paper, table in PUBLISHED.items():
-        covered = [g for g in games if g["published"].get(paper) is not None and g["random"] is not None]
-        if covered:
-            hns = [[(g["published"][paper] - g["random"]) / (g["human"] - g["random"])] for g in covered]
-            published[paper] = {"games": len(covered), "mean": stats.mean(hns), "median": stats.median(hns)}
-    return {"manifest": manifest.to_dict(), "protocol": protocol(suite_dir, results), "games": games,
+    for paper in PUBLISHED:
+        hns = [[human_normalised(game, g["published"][paper])] for game, g in zip(game_ids, games)
+               if g["published"].get(paper) is not None]
+        if hns:
+            published[paper] = {"games": len(hns), "mean": stats.mean(hns), "median": stats.median(hns)}
+    return {"manifest": manifest.to_dict(), "protocol": protocol(results), "games": games,
             "aggregate": aggregate, "aggregate_games": len(normalised), "published_aggregate": published,
             "missing": missing, "runs_done": sum(r.state == "done" for r in results), "runs": len(results),
             "wall_time_s": sum(r.wall_time_s or 0.0 for r in results)}
