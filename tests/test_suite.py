@@ -18,7 +18,7 @@ from ezero_async.suite import stats
 from ezero_async.suite.__main__ import main as suite_main
 from ezero_async.suite.executors import run_local
 from ezero_async.suite.games import parse_games
-from ezero_async.suite.published import EFFICIENTZERO
+from ezero_async.suite.published import BBF, EFFICIENTZERO, EFFICIENTZERO_V2, PUBLISHED
 from ezero_async.suite.report import build_report, format_markdown, write_report
 from ezero_async.suite.runs import Manifest, RunSpec, StatusFile, open_suite, run_specs
 
@@ -63,6 +63,15 @@ def test_the_published_efficientzero_table_gives_the_papers_aggregates():
     assert len(hns) == 26
     assert stats.mean(hns) == pytest.approx(1.943, abs=5e-4)
     assert stats.median(hns) == pytest.approx(1.090, abs=5e-4)
+
+
+@pytest.mark.parametrize("table, mean, median", [(EFFICIENTZERO_V2, 2.680, 1.235), (BBF, 2.247, 0.917)])
+def test_the_published_ez_v2_and_bbf_tables_keep_their_transcribed_aggregates(table, mean, median):
+    """Pins the transcriptions: a changed game moves the mean or the median."""
+    hns = [[(table[g] - r) / (h - r)] for g, (r, h) in RANDOM_HUMAN.items()]
+    assert stats.mean(hns) == pytest.approx(mean, abs=5e-4)
+    assert stats.median(hns) == pytest.approx(median, abs=5e-4)
+    assert set(PUBLISHED) == {"EZ-V1 (paper)", "EZ-V2 (paper)", "BBF (paper)"}
 
 
 def test_game_lists_and_names():
