@@ -2,6 +2,7 @@
 transition, what a direct search of that transition's stack gives; batches read their target
 version's table and keep the stored policy where it has nothing; runs are deterministic."""
 import asyncio
+import time
 from pathlib import Path
 
 import numpy as np
@@ -74,10 +75,13 @@ def test_a_sweep_gives_each_stored_transition_its_direct_search():
     replay = Replay(cfg.replay, obs_shape=(4,), obs_dtype="float32", num_actions=A, frame_stack=S, seed=0)
     try:
         where = fill(replay, [30, 45, 20])  # 95 transitions: the oldest are evicted
-        sweeps = Sweeps(replay, service, Pacer(cfg.runtime, cfg.learner), cfg.search, interval=10,
+        pacer = Pacer(cfg.runtime, cfg.learner)
+        pacer.progress = dict.fromkeys(pacer.progress, time.monotonic() - 1000.0)  # all quiet
+        sweeps = Sweeps(replay, service, pacer, cfg.search, interval=10,
                         capacity=cfg.replay.capacity, num_actions=A, seed=7)
         lo, hi = 5, replay.collected
         table = asyncio.run(sweeps.sweep(0, lo, hi))
+        assert pacer.stalled(100.0) is None  # searching counts as progress for the watchdog
         slot_kept = replay.hot.slot_of_index(np.arange(hi)) >= 0
         # Searchable: the transition and the frames its stack reads (back to its episode's start).
         stored = np.array([all(slot_kept[i - j] for j in range(min(S, where[i][1] + 1))) for i in range(lo, hi)])

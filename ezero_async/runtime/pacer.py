@@ -113,6 +113,11 @@ class Pacer:
         """Until the learner has published `version` (after `version` updates)."""
         await self._wait(lambda: self.trained >= version)
 
+    def working(self, stage: str) -> None:
+        """`stage` progresses inside long work that changes no count (a reanalysis sweep's chunk
+        of searches): the stall watchdog sees it, waiters are not woken."""
+        self.progress[stage] = time.monotonic()
+
     async def transition_collected(self) -> None:
         self.collected += 1
         await self._notify("collect")

@@ -127,4 +127,6 @@ class Sweeps:
             table.value[rows] = result.root_values
             table.have[rows] = True
             self.roots += len(rows)
+            # Batches wait on this table: a sweep that outlasts the stall timeout is still progress.
+            self.pacer.working("build")
         return table
