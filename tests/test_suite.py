@@ -16,7 +16,7 @@ from ezero_async.envs.scores import RANDOM_HUMAN
 from ezero_async.errors import UserError
 from ezero_async.suite import stats
 from ezero_async.suite.__main__ import main as suite_main
-from ezero_async.suite.executors import run_local
+from ezero_async.suite.executors import PROGRESS_S, Scheduler, run_local
 from ezero_async.suite.games import parse_games
 from ezero_async.suite.published import BBF, EFFICIENTZERO, EFFICIENTZERO_V2, PUBLISHED
 from ezero_async.suite.report import build_report, format_markdown, write_report
@@ -117,6 +117,28 @@ def test_the_report_of_a_partial_suite(tmp_path):
     _, files = write_report(tmp_path, manifest, reps=100)
     assert {f.name for f in files} == {"report.md", "report.json", "games.png", "profile.png"}
     assert all(f.stat().st_size > 0 for f in files)
+
+
+def test_progress_lines_name_each_running_runs_updates_and_the_suites_eta(tmp_path):
+    manifest = open_suite(tmp_path, Manifest("smoke", ("CartPole",), (0, 1, 2, 3), (), "cpu"))
+    specs = run_specs(tmp_path, manifest)
+    messages = []
+    scheduler = Scheduler(specs, StatusFile(tmp_path), messages.append)
+    running = [scheduler.next()[0], scheduler.next()[0]]
+    running[0].run_dir.mkdir(parents=True)
+    records = [{"training_steps": 100, "throughput/eta_s": 900.0}, {"training_steps": 1200, "throughput/eta_s": 600.0}]
+    with (running[0].run_dir / "metrics.jsonl").open("w") as f:
+        f.write("\n".join(json.dumps(r) for r in records) + '\n{"training_steps": 13')  # last line half-written
+    line = scheduler.progress_line(running)
+    assert line == ("progress: 0 of 4 runs finished; running classic-CartPole-s0 (1,200 updates, eta 10 min), "
+                    "classic-CartPole-s1 (no metrics yet); 2 queued")
+    running[1].run_dir.mkdir(parents=True)
+    (running[1].run_dir / "metrics.jsonl").write_text(json.dumps({"training_steps": 5, "throughput/eta_s": 1800.0}) + "\n")
+    scheduler.durations.append(2400.0)  # one run of 40 min finished: 2 queued runs through 2 slots
+    assert scheduler.progress_line(running).endswith("; suite eta about 60 min")  # (10 + 30 + 2 * 40) / 2
+    scheduler.progress(running, now=time.monotonic() + PROGRESS_S + 1)
+    scheduler.progress(running, now=time.monotonic() + PROGRESS_S + 2)  # rate-limited
+    assert len(messages) == 1 and messages[0].startswith("progress: 1 of 4")
 
 
 def test_a_failed_run_is_retried_once_then_reported(tmp_path, monkeypatch):

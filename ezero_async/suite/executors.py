@@ -17,12 +17,15 @@ from collections import deque
 from typing import Callable
 
 from ezero_async.errors import UserError
-from ezero_async.suite.runs import EXIT_INTERRUPTED, Manifest, RunSpec, StatusFile, last_error
+from ezero_async.suite.runs import EXIT_INTERRUPTED, Manifest, RunSpec, StatusFile, last_error, last_metrics
 
 ATTEMPTS = 2
 """Attempts per run and call: the first, and one retry."""
 
 POLL_S = 0.2
+
+PROGRESS_S = 300.0
+"""A progress line every this many seconds while runs go (a run's own lines are in its log)."""
 
 
 def thread_env(threads: int) -> dict[str, str]:
@@ -41,6 +44,10 @@ class Scheduler:
         self.status, self.say = status, say
         self.stopped: int | None = None
         """The signal that stopped the suite, once one did."""
+        self.total = len(self.queue)
+        self.durations: list[float] = []
+        """Wall seconds of the runs finished by this call (for the suite's ETA)."""
+        self._last_progress = time.monotonic()
 
     def next(self) -> tuple[RunSpec, int] | None:
         return None if self.stopped is not None or not self.queue else self.queue.popleft()
@@ -54,6 +61,7 @@ class Scheduler:
     def finished(self, spec: RunSpec, attempt: int, code: int, seconds: float) -> None:
         if code == 0 and spec.finished():
             self.status.record(spec, "done", code, None)
+            self.durations.append(seconds)
             self.say(f"{spec.name}: done in {seconds / 60:.1f} min")
         elif code in EXIT_INTERRUPTED or self.stopped is not None:
             self.status.record(spec, "interrupted", code, None)
@@ -66,6 +74,34 @@ class Scheduler:
             else:
                 self.status.record(spec, "failed", code, error)
                 self.say(f"{spec.name}: failed twice (exit {code}: {error}); see {spec.log}")
+
+
+    def progress(self, running: list[RunSpec], now: float | None = None) -> None:
+        """Every PROGRESS_S: runs done, each running run's updates and ETA (its metrics.jsonl),
+        runs queued, and the suite's ETA once a run has finished in this call."""
+        now = time.monotonic() if now is None else now
+        if now - self._last_progress < PROGRESS_S:
+            return
+        self._last_progress = now
+        self.say(self.progress_line(running))
+
+    def progress_line(self, running: list[RunSpec]) -> str:
+        parts, etas = [], []
+        for spec in running:
+            record = last_metrics(spec.run_dir) or {}
+            eta = record.get("throughput/eta_s")
+            etas.append(eta if eta is not None else float("nan"))
+            steps = f"{record['training_steps']:,} updates" if "training_steps" in record else "no metrics yet"
+            parts.append(f"{spec.name} ({steps}" + (f", eta {eta / 60:.0f} min)" if eta is not None else ")"))
+        finished = len(self.durations)
+        line = f"progress: {finished} of {self.total} runs finished; running {', '.join(parts) or 'none'}; " \
+               f"{len(self.queue)} queued"
+        if self.durations and running and not any(e != e for e in etas):  # no NaN: every run reports
+            # The queue drains through the running slots at the finished runs' mean duration.
+            mean = sum(self.durations) / finished
+            left = (sum(etas) + len(self.queue) * mean) / len(running)
+            line += f"; suite eta about {left / 60:.0f} min"
+        return line
 
 
 def run_local(specs: list[RunSpec], manifest: Manifest, jobs: int, status: StatusFile,
@@ -99,6 +135,7 @@ def run_local(specs: list[RunSpec], manifest: Manifest, jobs: int, status: Statu
             if not running:
                 return scheduler.stopped
             time.sleep(POLL_S)
+            scheduler.progress([spec for spec, _, _ in running.values()])
             for proc in [p for p in running if p.poll() is not None]:
                 spec, attempt, began = running.pop(proc)
                 scheduler.finished(spec, attempt, proc.returncode, time.monotonic() - began)
@@ -148,6 +185,7 @@ def run_ray(specs: list[RunSpec], manifest: Manifest, address: str, status: Stat
                 return scheduler.stopped
             try:
                 done, _ = ray.wait(list(pending), num_returns=1, timeout=1.0)
+                scheduler.progress([spec for spec, _, _ in pending.values()])
             except KeyboardInterrupt:
                 scheduler.stopped = signal.SIGINT
                 say("stopping (SIGINT): every run writes its checkpoint; the same command continues the suite")

@@ -121,6 +121,21 @@ class StatusFile:
         write_text_atomic(self.path, json.dumps(self.runs, indent=2))
 
 
+def last_metrics(run_dir: Path) -> dict[str, Any] | None:
+    """The newest complete record of a run's metrics.jsonl (None before its first one)."""
+    path = run_dir / "metrics.jsonl"
+    if not path.is_file():
+        return None
+    with path.open("rb") as f:
+        size = f.seek(0, 2)
+        f.seek(max(0, size - 65_536))
+        tail = f.read().split(b"\n")
+    for line in reversed(tail[:-1] if tail and tail[-1] else tail):  # a last line without \n is still being written
+        if line.strip():
+            return json.loads(line)
+    return None
+
+
 def last_error(log: Path) -> str | None:
     """The line that says why a run failed: its last `error:` line, else its last line."""
     if not log.is_file():
