@@ -130,8 +130,8 @@ def test_progress_lines_name_each_running_runs_updates_and_the_suites_eta(tmp_pa
     with (running[0].run_dir / "metrics.jsonl").open("w") as f:
         f.write("\n".join(json.dumps(r) for r in records) + '\n{"training_steps": 13')  # last line half-written
     line = scheduler.progress_line(running)
-    assert line == ("progress: 0 of 4 runs finished; running classic-CartPole-s0 (1,200 updates, eta 10 min), "
-                    "classic-CartPole-s1 (no metrics yet); 2 queued")
+    assert line == ("progress: 0 of 4 runs finished; running classic-CartPole-s0 (1,200 updates, eta 10 min); "
+                    "1 starting or waiting for resources; 2 queued")
     running[1].run_dir.mkdir(parents=True)
     (running[1].run_dir / "metrics.jsonl").write_text(json.dumps({"training_steps": 5, "throughput/eta_s": 1800.0}) + "\n")
     scheduler.durations.append(2400.0)  # one run of 40 min finished: 2 queued runs through 2 slots

@@ -85,21 +85,27 @@ class Scheduler:
         self._last_progress = now
         self.say(self.progress_line(running))
 
-    def progress_line(self, running: list[RunSpec]) -> str:
-        parts, etas = [], []
-        for spec in running:
+    def progress_line(self, started: list[RunSpec]) -> str:
+        """`started`: the runs handed to the executor and not finished (a Ray task may still wait
+        for resources: it has no metrics yet, like a run in its first minute)."""
+        parts, etas, quiet = [], [], 0
+        for spec in started:
             record = last_metrics(spec.run_dir) or {}
             eta = record.get("throughput/eta_s")
-            etas.append(eta if eta is not None else float("nan"))
-            steps = f"{record['training_steps']:,} updates" if "training_steps" in record else "no metrics yet"
-            parts.append(f"{spec.name} ({steps}" + (f", eta {eta / 60:.0f} min)" if eta is not None else ")"))
+            if "training_steps" not in record or eta is None:
+                quiet += 1
+                continue
+            etas.append(eta)
+            parts.append(f"{spec.name} ({record['training_steps']:,} updates, eta {eta / 60:.0f} min)")
         finished = len(self.durations)
-        line = f"progress: {finished} of {self.total} runs finished; running {', '.join(parts) or 'none'}; " \
-               f"{len(self.queue)} queued"
-        if self.durations and running and not any(e != e for e in etas):  # no NaN: every run reports
+        line = f"progress: {finished} of {self.total} runs finished; running {', '.join(parts) or 'none'}"
+        if quiet:
+            line += f"; {quiet} starting or waiting for resources"
+        line += f"; {len(self.queue)} queued"
+        if self.durations and etas and not quiet:
             # The queue drains through the running slots at the finished runs' mean duration.
             mean = sum(self.durations) / finished
-            left = (sum(etas) + len(self.queue) * mean) / len(running)
+            left = (sum(etas) + len(self.queue) * mean) / len(etas)
             line += f"; suite eta about {left / 60:.0f} min"
         return line
 
