@@ -173,6 +173,21 @@ def test_report_table_has_every_stage_and_metrics_are_finite():
     assert report.metrics()["profile/stage/pacer_wait"] == 0.3
 
 
+def test_the_report_projects_the_runs_wall_clock():
+    report = make_report(training_steps_per_s=40.0, roots_per_s=400.0, episode_length=1000.0,
+                         setup={"total_updates": 120_000, "final_eval_episodes": 32})
+    train, final = report.projection()
+    assert train == 3000.0 and final == 80.0  # 120k / 40; 32 episodes x 1,000 steps / 400 roots/s
+    assert report.metrics()["profile/projected_hours"] == pytest.approx(3080.0 / 3600)
+    text = format_report(report, recommend(report))
+    assert ("projected wall clock for this run: 51.3 min (120,000 updates at 40.00/s, plus about 1.3 min of final "
+            "evaluation: 32 episodes x 1,000 steps at 400 roots/s)") in text
+    stalled = make_report(training_steps_per_s=0.0, episode_length=0.0, setup={"total_updates": 10})
+    assert stalled.projection() == (math.inf, None)
+    assert "never (no updates in the window)" in format_report(stalled, [])
+    assert "profile/projected_hours" not in stalled.metrics()  # metrics keep finite figures only
+
+
 def test_grid_points_and_sweep_table_mark_the_best():
     points = grid_points({"runtime.num_envs": [8, 16], "batcher.searches_in_flight": [1, 2]})
     assert points[0] == {"runtime.num_envs": 8, "batcher.searches_in_flight": 1} and len(points) == 4

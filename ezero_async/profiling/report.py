@@ -38,9 +38,14 @@ class Setup:
     search_mode: str
     log_interval_s: float
     amp: str
+    total_updates: int = 0
+    """Updates of the whole configured run (warm-up, collection and tail), for the projection."""
+    final_eval_episodes: int = 0
 
     @classmethod
     def of(cls, config: RunConfig, device: str, cores: int) -> Setup:
+        from ezero_async.runtime.pacer import Pacer
+
         rt, b = config.runtime, config.batcher
         return cls(game=config.env.game, preset=config.preset, device=device, cores=cores, num_envs=rt.num_envs,
                    max_batch=b.max_batch, max_wait_ms=b.max_wait_ms,
@@ -48,7 +53,8 @@ class Setup:
                    reanalyse_fraction=rt.reanalyse_fraction, reanalyse_mode=rt.reanalyse_mode,
                    queue_size=config.learner.queue_size,
                    batch_size=config.learner.batch_size, num_simulations=config.search.num_simulations,
-                   search_mode=config.search.mode, log_interval_s=config.tracking.log_interval_s, amp=config.learner.amp)
+                   search_mode=config.search.mode, log_interval_s=config.tracking.log_interval_s, amp=config.learner.amp,
+                   total_updates=Pacer(rt, config.learner).total_steps, final_eval_episodes=rt.final_eval_episodes)
 
 
 STAGES: tuple[tuple[str, str, str], ...] = (
@@ -89,6 +95,8 @@ class ProfileReport:
     cpu: CpuUse
     gpu_util: float | None = None
     gpu_memory_mib: float | None = None
+    episode_length: float = 0.0
+    """Mean length of the last training episodes (train/length_last10) in the window."""
     notes: list[str] = field(default_factory=list)
 
     @classmethod
@@ -104,7 +112,20 @@ class ProfileReport:
                    learner_queue_peak=window.peaks.get("queue/learner_batches", 0.0),
                    pending_roots_mean=m.get("queue/pending_roots", 0.0),
                    pending_roots_peak=window.peaks.get("queue/pending_roots", 0.0),
-                   cpu=window.cpu, gpu_util=window.gpu_util, gpu_memory_mib=window.gpu_memory_mib)
+                   cpu=window.cpu, gpu_util=window.gpu_util, gpu_memory_mib=window.gpu_memory_mib,
+                   episode_length=m.get("train/length_last10", 0.0))
+
+    def projection(self) -> tuple[float, float | None]:
+        """(seconds to train the whole run at the window's update rate, seconds of its final
+        evaluation or None): the final evaluation searches one root per episode step, estimated
+        as final_eval_episodes x the window's mean training episode length at its roots/s.
+        Periodic evaluations run beside training and are inside the update rate only if one
+        fell in the window; start-up is not counted."""
+        s = self.setup
+        train = s.total_updates / self.training_steps_per_s if self.training_steps_per_s > 0 else math.inf
+        if self.roots_per_s <= 0 or self.episode_length <= 0:
+            return train, None
+        return train, s.final_eval_episodes * self.episode_length / self.roots_per_s
 
     @property
     def loop_busy(self) -> float:
@@ -128,6 +149,8 @@ class ProfileReport:
                **{f"profile/stage/{key}": value for key, value in self.stages.items()}}
         if self.gpu_util is not None:
             out["profile/gpu_util"] = self.gpu_util / 100.0
+        train, final = self.projection()
+        out["profile/projected_hours"] = (train + (final or 0.0)) / 3600.0
         return {k: v for k, v in out.items() if math.isfinite(v)}
 
     def to_dict(self) -> dict:
@@ -138,6 +161,22 @@ def _runs_on(who: str, setup: Setup) -> str:
     counts = {"env coroutines": setup.num_envs, "reanalysis coroutines": setup.reanalyse_workers,
               "inference threads": setup.searches_in_flight}
     return f"{counts[who]} {who}" if who in counts else who
+
+
+def _hours(seconds: float) -> str:
+    return "never (no updates in the window)" if not math.isfinite(seconds) else (
+        f"{seconds / 3600:.2f} h" if seconds >= 3600 else f"{seconds / 60:.1f} min")
+
+
+def _projection_line(report: ProfileReport) -> str:
+    train, final = report.projection()
+    s = report.setup
+    line = (f"projected wall clock for this run: {_hours(train + (final or 0.0))} ({s.total_updates:,} updates at "
+            f"{report.training_steps_per_s:,.2f}/s")
+    if final is None:
+        return line + "; the final evaluation is not estimated: no episode ended or no search in the window)"
+    return line + (f", plus about {_hours(final)} of final evaluation: {s.final_eval_episodes} episodes x "
+                   f"{report.episode_length:,.0f} steps at {report.roots_per_s:,.0f} roots/s)")
 
 
 def format_report(report: ProfileReport, advice: list) -> str:
@@ -151,6 +190,7 @@ def format_report(report: ProfileReport, advice: list) -> str:
         f"mode), learner batch {s.batch_size}, queue {s.queue_size}",
         f"throughput: {report.env_steps_per_s:,.1f} env steps/s, {report.training_steps_per_s:,.2f} updates/s, "
         f"{report.roots_per_s:,.0f} searched roots/s",
+        _projection_line(report),
         "",
         f"{'stage':<36} {'runs on':<24} {'busy':>6}",
     ]
