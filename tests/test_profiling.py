@@ -221,6 +221,13 @@ def test_profile_command_on_the_smoke_preset(tmp_path):
     assert set(saved["report"]["stages"]) == {key for key, _, _ in STAGES}
     assert saved["report"]["seconds"] >= 4.0 and saved["metrics"]["profile/training_steps_per_s"] > 0
     assert saved["advice"]
+    # The projection is for the smoke run as configured, not the endless profiled one.
+    from ezero_async.config import build_config
+    from ezero_async.runtime.pacer import Pacer
+
+    smoke = build_config("smoke", "CartPole", {})
+    assert saved["report"]["setup"]["total_updates"] == Pacer(smoke.runtime, smoke.learner).total_steps
+    assert "projected wall clock for this run:" in done.stdout
     # The figures are in the run's Aim record too.
     from ezero_async.tracking.checkpoint import load_checkpoint
     from test_aim_sink import read_run

@@ -74,7 +74,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         user_keys = {parse_override(text)[0] for text in args.overrides}
         if args.env_steps is not None:
             user_keys.add("runtime.env_steps")
-        base = profile_config(config_from_args(args), user_keys)
+        planned = config_from_args(args)  # the run as configured: what the report projects
+        base = profile_config(planned, user_keys)
         device = resolve_device(base.runtime.device)
         grid = _grid(args)
         if args.sweep and not grid:
@@ -84,7 +85,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         for point in points:
             config = apply_overrides(base, point)
             config.check()
-            configs.append(config)
+            configs.append((config, apply_overrides(planned, point)))
     except (UserError, ConfigError) as exc:
         print(f"{PROG}: error: {exc}", file=sys.stderr)
         return EXIT_USAGE
@@ -95,13 +96,13 @@ def main(argv: Sequence[str] | None = None) -> int:
         return EXIT_USAGE
     results = []
     try:
-        for i, (point, config) in enumerate(zip(points, configs)):
+        for i, (point, (config, planned_point)) in enumerate(zip(points, configs)):
             run_dir = root if len(points) == 1 else root / f"point-{i:02d}"
             label = ", ".join(f"{k}={v}" for k, v in point.items()) or "as configured"
             print(f"{PROG}: profiling {config.env.game} ({config.preset}, {label}) on {device}: start-up, then a "
                   f"{args.seconds:g} s window -> {run_dir}", file=sys.stderr, flush=True)
             profile = profile_run(config, run_dir, device, seconds=args.seconds, warmup_s=args.warmup,
-                                  py_spy=args.py_spy, torch_trace_s=args.torch_trace)
+                                  py_spy=args.py_spy, torch_trace_s=args.torch_trace, planned=planned_point)
             results.append((point, profile))
             if not args.json:
                 print(format_report(profile.report, profile.advice), flush=True)

@@ -43,10 +43,13 @@ class Setup:
     final_eval_episodes: int = 0
 
     @classmethod
-    def of(cls, config: RunConfig, device: str, cores: int) -> Setup:
+    def of(cls, config: RunConfig, device: str, cores: int, planned: RunConfig | None = None) -> Setup:
+        """`config`: as profiled; `planned`: the run as configured, which the projection is for
+        (the profiler's own overrides make the profiled run endless)."""
         from ezero_async.runtime.pacer import Pacer
 
         rt, b = config.runtime, config.batcher
+        plan = (planned or config).runtime
         return cls(game=config.env.game, preset=config.preset, device=device, cores=cores, num_envs=rt.num_envs,
                    max_batch=b.max_batch, max_wait_ms=b.max_wait_ms,
                    searches_in_flight=b.searches_in_flight, reanalyse_workers=rt.reanalyse_workers,
@@ -54,7 +57,8 @@ class Setup:
                    queue_size=config.learner.queue_size,
                    batch_size=config.learner.batch_size, num_simulations=config.search.num_simulations,
                    search_mode=config.search.mode, log_interval_s=config.tracking.log_interval_s, amp=config.learner.amp,
-                   total_updates=Pacer(rt, config.learner).total_steps, final_eval_episodes=rt.final_eval_episodes)
+                   total_updates=Pacer(plan, (planned or config).learner).total_steps,
+                   final_eval_episodes=plan.final_eval_episodes)
 
 
 STAGES: tuple[tuple[str, str, str], ...] = (

@@ -60,10 +60,11 @@ class Profile:
 
 
 def profile_run(config: RunConfig, run_dir: Path, device: str, *, seconds: float, warmup_s: float,
-                py_spy: bool = False, torch_trace_s: float = 0.0) -> Profile:
+                py_spy: bool = False, torch_trace_s: float = 0.0, planned: RunConfig | None = None) -> Profile:
     """Train `config` in `run_dir` until the measurement window has lasted `seconds`; write
     RUN_DIR/profile.json (and pyspy.svg / torch_trace.json when asked), and add the report to
-    the run's Aim record when it is tracked."""
+    the run's Aim record when it is tracked. `planned`: the run before profile_config, whose
+    wall clock the report projects (default `config`)."""
     from ezero_async.runtime.trainer import Interrupted, StopRequested, train
 
     traces: list = []
@@ -91,7 +92,7 @@ def profile_run(config: RunConfig, run_dir: Path, device: str, *, seconds: float
         raise UserError(f"the profiling window never opened within {STARTUP_LIMIT_S + seconds:.0f} s: the learner "
                         f"did not finish its warm-up (runtime.start_transitions {config.runtime.start_transitions} x "
                         f"the replay ratio updates); lower it with --set runtime.start_transitions=N")
-    report = ProfileReport.from_window(Setup.of(config, device, os.cpu_count() or 1), probe.window())
+    report = ProfileReport.from_window(Setup.of(config, device, os.cpu_count() or 1, planned), probe.window())
     if py_spy:
         report.notes.append(f"py-spy flame graph: {run_dir / 'pyspy.svg'} (sampling slows the run a little)")
     if torch_trace_s > 0:
