@@ -3,7 +3,6 @@ the awaiting coroutine; shared memory is released."""
 import asyncio
 import os
 import signal
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -11,6 +10,7 @@ import pytest
 from ezero_async.config import build_config
 from ezero_async.envs import EnvPool, EnvWorkerError, GameFactory
 from ezero_async.envs.game import Game, ObsSpec
+from segments import leaked_segments, shm_segments
 
 ATARI = GameFactory(build_config("atari100k", "Breakout").env, training=True)
 
@@ -33,10 +33,6 @@ def play(pool, actions):
     return asyncio.run(everything())
 
 
-def shm_segments():
-    return set(os.listdir("/dev/shm")) if Path("/dev/shm").is_dir() else set()
-
-
 def test_workers_step_exactly_like_inline_games():
     actions = np.random.default_rng(0).integers(0, 4, size=(5, 60))
     before = shm_segments()
@@ -50,7 +46,7 @@ def test_workers_step_exactly_like_inline_games():
         workers.close()
     for e, g in zip(expected, got):
         np.testing.assert_array_equal(e, g)
-    assert shm_segments() <= before
+    assert not leaked_segments(before)
 
 
 def test_cheap_games_step_inline_by_default():
@@ -146,7 +142,7 @@ def test_a_game_that_cannot_be_built_in_a_worker_fails_the_constructor():
     before = shm_segments()
     with pytest.raises(EnvWorkerError, match="FileNotFoundError: ROM not found"):
         EnvPool(broken_factory, num_envs=2, seed=0, num_workers=1)
-    assert shm_segments() <= before
+    assert not leaked_segments(before)
 
 
 def test_a_pool_can_be_driven_by_successive_event_loops():

@@ -261,3 +261,16 @@ def test_stale_segments_of_dead_owners_are_removed(tmp_path):
     assert [(s.pid, s.size) for s in found] == [(dead_pid, 100)]
     assert remove_stale_segments(tmp_path) == found
     assert len(list(tmp_path.iterdir())) == 3 and not stale_segments(tmp_path)
+
+
+def test_a_leak_check_skips_the_segments_of_other_live_processes():
+    from ezero_async.replay.shm import owned_by_live_process, owner_pid, segment_name
+
+    dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True,
+                          text=True, check=True)
+    mine = segment_name()
+    assert owner_pid(mine) == os.getpid() and owner_pid("psm_0123") is None
+    assert owned_by_live_process(mine)  # another run's, seen from elsewhere
+    assert not owned_by_live_process(mine, but=os.getpid())  # this process's own: counts as a leak
+    assert not owned_by_live_process(f"ezr_{int(dead.stdout)}_0123456789ab")  # owner gone: a leak
+    assert not owned_by_live_process("psm_0123")  # owner unknown: a leak

@@ -1,12 +1,10 @@
 """The asyncio runtime end to end: smoke runs finish and write their outputs; a failure anywhere
 ends the run quickly with the original exception and releases shared memory; stalls are named."""
 import json
-import os
 import signal
 import subprocess
 import sys
 import time
-from pathlib import Path
 
 import pytest
 
@@ -14,10 +12,7 @@ from ezero_async.config import build_config
 from ezero_async.main import main
 from ezero_async.runtime.pacer import Pacer
 from ezero_async.runtime.trainer import StallError, train
-
-
-def shm_segments():
-    return set(os.listdir("/dev/shm")) if Path("/dev/shm").is_dir() else set()
+from segments import leaked_segments, shm_segments
 
 
 def leaf_exceptions(error):
@@ -52,7 +47,7 @@ def test_smoke_run_writes_summary_and_replay_store(tmp_path, game, capsys):
     # Smoke episodes are capped at 200 agent steps, far below the Atari 100k protocol's 27k: a
     # human-normalised score would not be comparable, so there is none.
     assert summary["final_eval"]["human_normalised_score"] is None
-    assert shm_segments() <= before
+    assert not leaked_segments(before)
 
 
 def test_gumbel_mode_runs_end_to_end_with_the_v2_targets(tmp_path, monkeypatch):
@@ -139,7 +134,7 @@ def test_an_injected_error_ends_the_run_with_its_traceback(tmp_path, monkeypatch
     failure = next(e for e in leaves if f"injected {where} failure" in str(e))
     assert failure.__traceback__ is not None
     assert stopped_after < 5.0, f"the run took {stopped_after:.1f} s to stop after the failure (contract: < 5 s)"
-    assert shm_segments() <= before
+    assert not leaked_segments(before)
     assert not (tmp_path / "run" / "summary.json").exists()
 
 
@@ -221,4 +216,4 @@ def test_a_signal_stops_the_run_cleanly(tmp_path, how):
     assert f"stopped by {how}" in err and "Traceback" not in err, err
     assert stopped_after < 5.0, f"{stopped_after:.1f} s"
     assert (run_dir / "replay" / "zarr.json").exists()
-    assert shm_segments() <= before
+    assert not leaked_segments(before)

@@ -27,6 +27,8 @@ import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
+from ezero_async.replay.shm import owned_by_live_process
+
 SHM = Path("/dev/shm")
 SEGMENT_PREFIXES = ("ezr_", "psm_")
 """Names of the segments a run creates: the replay's hot tier and the env pools' frames."""
@@ -64,6 +66,12 @@ class Trial:
 
 def segments() -> set[str]:
     return {p.name for p in SHM.iterdir() if p.name.startswith(SEGMENT_PREFIXES)} if SHM.is_dir() else set()
+
+
+def leaked(before: set[str]) -> list[str]:
+    """Segments new since `before` that no running process owns: the stopped run's group is gone
+    by now, so a live owner is another run on the machine."""
+    return sorted(name for name in segments() - before if not owned_by_live_process(name))
 
 
 def main_command(run_args: list[str]) -> list[str]:
@@ -118,7 +126,7 @@ def run_trial(run_args: list[str], run_dir: Path, signum: int, delay: float, *, 
     err = stderr_path.read_text(errors="replace")
     trial = Trial(signal=signal.Signals(signum).name, delay_s=delay, latency_s=latency, exit_code=proc.returncode,
                   checkpoint=any((run_dir / "checkpoints").glob("*.pt")), traceback="Traceback" in err,
-                  group_left=group_left, shm_left=sorted(segments() - before),
+                  group_left=group_left, shm_left=leaked(before),
                   last_lines=err.strip().splitlines()[-4:])
     if resume and trial.checkpoint:
         done = subprocess.run(main_command(["--resume", str(run_dir)]), stdout=subprocess.DEVNULL,

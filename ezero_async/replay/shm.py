@@ -40,6 +40,19 @@ def segment_name() -> str:
     return f"{SEGMENT_PREFIX}{os.getpid()}_{secrets.token_hex(6)}"
 
 
+def owner_pid(name: str) -> int | None:
+    """The owner pid recorded in one of our segment names (None for any other name)."""
+    match = _OWNED.match(name)
+    return int(match.group(1)) if match else None
+
+
+def owned_by_live_process(name: str, but: int | None = None) -> bool:
+    """Whether segment `name` is ours and its owner process (other than pid `but`) still runs:
+    a leak check on a shared machine skips the segments of other runs this way."""
+    pid = owner_pid(name)
+    return pid is not None and pid != but and _alive(pid)
+
+
 def _alive(pid: int) -> bool:
     try:
         os.kill(pid, 0)
