@@ -184,6 +184,7 @@ async def play(config: Any, weights: dict[str, Any], checkpoint: str, max_steps:
     from ezero_async.learner.model import build_model
     from ezero_async.learner.weights import WeightStore
     from ezero_async.runtime.evaluate import evaluate
+    from ezero_async.runtime.fastpath import apply_precision, to_layout
     from ezero_async.tracking.checkpoint import CheckpointError
 
     rt, device, stack = config.runtime, torch.device(config.runtime.device), config.env.frame_stack
@@ -200,9 +201,11 @@ async def play(config: Any, weights: dict[str, Any], checkpoint: str, max_steps:
             raise UserError(f"--video: {config.env.game} observations are vectors {spec.shape}, not images; "
                             "drop --video")
 
+        apply_precision(rt, device)
+
         def make_model() -> torch.nn.Module:
             net = build_model(config.model, spec.shape, stack, pool.num_actions, config.learner.lstm_horizon)
-            return net.to(device)
+            return to_layout(net.to(device), rt, device)
 
         model = make_model()
         try:

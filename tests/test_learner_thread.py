@@ -278,3 +278,28 @@ def test_cuda_image_batch_staging_round_trips():
         mover.ready(dev)
         assert np.array_equal(dev.obs.cpu().numpy(), batch.obs + np.uint8(i))
         mover.done(dev)
+
+
+@cuda
+@pytest.mark.gpu
+def test_pinned_batches_are_copied_in_place_and_held_until_their_copy_ran():
+    from ezero_async.learner.transfer import BatchMover, pinned_array
+    batch = random_batch(np.random.default_rng(0), 8, (96, 96, 3), 4, 5, 4)
+    mover = BatchMover(torch.device("cuda"))
+    pinned = []
+    for i in range(4):
+        obs = pinned_array(batch.obs.shape, batch.obs.dtype)
+        obs[...] = batch.obs + np.uint8(i)
+        pinned.append(batch._replace(obs=obs))
+    staged = []
+    for i, b in enumerate(pinned):
+        staged.append(mover.stage(b))
+        assert mover._held[staged[-1].slot] is b  # read in place: held until the slot's next stage
+    assert mover.direct_copies == 4  # only obs is pinned; the small fields went through staging
+    for i, dev in enumerate(staged[2:], start=2):
+        mover.ready(dev)
+        assert np.array_equal(dev.obs.cpu().numpy(), batch.obs + np.uint8(i))
+        assert np.array_equal(dev.target_policy.cpu().numpy(), batch.target_policy)
+        mover.done(dev)
+    plain = mover.stage(batch)
+    assert mover._held[plain.slot] is None and mover.direct_copies == 4

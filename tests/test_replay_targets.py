@@ -205,3 +205,27 @@ def test_mix_values_zero_from_the_end_on():
     assert out.tolist() == [[5.0, 0.0, 0.0], [1.0, 1.0, 1.0]]  # row 1 had no fresh search
     with pytest.raises(ValueError, match="does not match"):
         targets.mix_values(td, search, np.array([0, 1]), np.array([True, True]), policy_mask)
+
+
+def test_fresh_obs_windows_come_from_the_given_allocator():
+    """learner.zero_copy on CUDA: reanalysis gathers each batch's learner input into memory the
+    caller allocates (pinned there); the windows hold the same frames as the builder's own."""
+    cfg, rep = make()
+    made = []
+
+    def alloc(shape, dtype):
+        made.append(np.full(shape, -1.0, dtype))
+        return made[-1]
+
+    try:
+        write_episode(rep, [1.0] * 6, "term")
+        slots = rep.hot.slot_of_index(np.array([1, 3]))
+        sample = Sample(slots, np.ones(2, np.float32), np.ones(2), 1.0)
+        plain = ContextBuilder(rep.hot, cfg, 2, 0.0, seed=0, fresh_buffers=True).build(sample, 0)
+        builder = ContextBuilder(rep.hot, cfg, 2, 0.0, seed=0, fresh_buffers=True, alloc=alloc)
+        first, second = builder.build(sample, 0), builder.build(sample, 1)
+        assert len(made) == 2 and first.obs is made[0] and second.obs is made[1]
+        np.testing.assert_array_equal(first.obs, plain.obs)
+        assert first.obs.shape == (2, 2 + 2, 1) and first.bootstrap_obs is not made[0]
+    finally:
+        rep.close()

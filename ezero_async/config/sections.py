@@ -274,6 +274,10 @@ class LearnerConfig:
     """D >= 1: batch s is built from the replay as it stood after update s - D."""
     queue_size: int = 4
     """Bound of the TrainingBatch queue feeding the learner thread."""
+    zero_copy: bool = True
+    """On CUDA, reanalysis gathers each batch's observation window (64 MB at Atari 100k scale)
+    straight into pinned host memory and the learner copies it to the device from there, without
+    the staging memcpy. Ignored on CPU (batches are wrapped in place there anyway)."""
 
     def check(self) -> None:
         _require(1 <= self.batch_size <= 65_536, "learner.batch_size", "must be in [1, 65536]")
@@ -309,6 +313,10 @@ class BatcherConfig:
     """Initial (representation) inferences run in chunks of at most this size (CPU peaks at 8-32)."""
     searches_in_flight: int = 2
     """Search groups run at once, one per inference thread (one group's tree work overlaps another's network calls)."""
+    cuda_graphs: bool = True
+    """On CUDA, each group's initial inference and recurrent steps replay CUDA graphs captured at
+    padded group sizes (powers of two from 8, and max_batch) instead of launching every kernel
+    from Python; new weight versions are copied in, never recaptured. Ignored on CPU."""
 
     def check(self) -> None:
         _require(1 <= self.max_batch <= 65_536, "batcher.max_batch", "must be in [1, 65536]")
@@ -366,6 +374,12 @@ class RuntimeConfig:
     """Seed of every random stream of the run."""
     device: str = "auto"
     """'auto', 'cpu' or 'cuda'."""
+    tf32: bool = True
+    """On CUDA, fp32 matmuls and convolutions (learner and inference) run on TF32 tensor cores:
+    10-bit mantissa products, fp32 sums. Ignored on CPU."""
+    channels_last: bool = True
+    """On CUDA, image networks keep weights and activations channels-last (NHWC), the layout of
+    tensor-core convolutions. Ignored on CPU and for vector networks."""
 
     def check(self) -> None:
         _require(self.env_steps >= 1, "runtime.env_steps", "must be >= 1")

@@ -12,7 +12,9 @@ self-play steps/s on 2 CPU cores, tools/profile_pipeline.py).
 Latents and LSTM states never leave the device during a search: each group slot owns pools
 [S + 1, max_batch, ...] indexed by node id (the node created in simulation s is s + 1), and a
 recurrent step gathers its parents from them. Per simulation only the parents/actions (int32)
-go to the device and value prefix, value and logits come back (the tree needs them).
+go to the device and value prefix, value and logits come back (the tree needs them). On CUDA
+with `batcher.cuda_graphs` a slot replays CUDA graphs of both network calls instead
+(graphs.py): same pools, same numbers up to kernel choice, a fraction of the launch cost.
 """
 from __future__ import annotations
 
@@ -26,6 +28,7 @@ import torch
 
 from ezero_async._ext.frames import gather_planes
 from ezero_async.config.sections import BatcherConfig, SearchConfig
+from ezero_async.inference.graphs import SlotGraphs
 from ezero_async.inference.runner import ModelRunner
 from ezero_async.learner.model import stack_frames
 from ezero_async.search import CTree, GumbelCTree
@@ -76,16 +79,22 @@ class _Slot:
         self.latents: torch.Tensor | None = None  # [S + 1, B, *latent]
         self.h: torch.Tensor | None = None  # [S + 1, B, hidden]
         self.c: torch.Tensor | None = None
+        self.graphs: SlotGraphs | None = None  # graphed calls (built on first use), pools of their own
 
 
 class SearchService:
+    """graphs: run the slots' network calls as CUDA graphs; None = batcher.cuda_graphs on a CUDA
+    device (CPU runs them eagerly). True on a CPU runs the graphed path's static buffers eagerly
+    (what the tests check it with)."""
+
     def __init__(self, runner: ModelRunner, search: SearchConfig, batcher: BatcherConfig, num_actions: int,
-                 *, serial: bool = False) -> None:
+                 *, serial: bool = False, graphs: bool | None = None) -> None:
         self.runner = runner
         self.config = search
         self.batcher = batcher
         self.num_actions = num_actions
         self.device = runner.device
+        self.graphs = batcher.cuda_graphs and self.device.type == "cuda" if graphs is None else graphs
         self._pending: dict[tuple[str, int, bool], list[_Root]] = {}
         self._free = [_Slot(batcher.max_batch, num_actions, search) for _ in range(batcher.searches_in_flight)]
         self._wake = asyncio.Event()
@@ -219,14 +228,23 @@ class SearchService:
         int32[n] and visit counts int32[n, A] (see RootResult)."""
         with self.runner.lease(kind, version) as model:
             n = len(stacks)
-            latent, value, logits = self._initial_inference(model, stacks)
-            self._root_state(slot, model, latent)
+            if self.graphs:
+                if slot.graphs is None:
+                    slot.graphs = SlotGraphs(self.runner.make_model, self.device, max_batch=self.batcher.max_batch,
+                                             num_simulations=self.config.num_simulations,
+                                             capture=self.device.type == "cuda")
+                slot.graphs.load(model, (kind, version))
+                value, root_logits = slot.graphs.initial(self._input(stacks))
+            else:
+                latent, value_t, logits = self._initial_inference(model, stacks)
+                self._root_state(slot, model, latent)
+                root_logits = logits.float().cpu().numpy()  # sync: the tree needs the priors
+                value = value_t.float().cpu().numpy() if self.config.mode == "gumbel" else None
             tree = slot.tree
             started = time.perf_counter()
             tree_s = 0.0
-            root_logits = logits.float().cpu().numpy()  # sync: the tree needs the priors
             if isinstance(tree, GumbelCTree):
-                tree.prepare(root_logits, value.float().cpu().numpy(), gumbel=noise)
+                tree.prepare(root_logits, value, gumbel=noise)
             else:
                 tree.prepare(root_logits, noise=noise, seed=seed)
             rows = torch.arange(n, device=self.device)
@@ -287,6 +305,8 @@ class SearchService:
     def _recurrent(self, slot: _Slot, model: torch.nn.Module, rows: torch.Tensor, s: int, parents: np.ndarray,
                    actions: np.ndarray, reset: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """Expand simulation s's leaves (node s + 1) from their parents' pooled states."""
+        if slot.graphs is not None:
+            return slot.graphs.recurrent(s, parents, actions, reset)
         n = len(parents)
         parent = torch.from_numpy(parents.astype(np.int64)).to(self.device)
         latent = slot.latents[parent, rows]

@@ -2,8 +2,11 @@
 
 On CUDA each batch goes host numpy -> pinned host buffer (a CPU memcpy) -> device buffer
 (non-blocking copy on a side stream), into one of `slots` preallocated buffer sets, so the
-copy of batch s+1 overlaps the training of batch s. On CPU the arrays are wrapped zero-copy
-and the stream calls are skipped: the same code path without streams.
+copy of batch s+1 overlaps the training of batch s. Arrays that are pinned already (the
+observation windows reanalysis gathers into `pinned_array`s, `learner.zero_copy`) skip the
+memcpy: the device copy reads them in place, and the mover holds the batch until that copy has
+finished. On CPU the arrays are wrapped zero-copy and the stream calls are skipped: the same
+code path without streams.
 """
 from __future__ import annotations
 
@@ -74,6 +77,19 @@ def check_batch(batch: TrainingBatch, frame_stack: int, unroll_steps: int, num_a
                          f"got {obs.dtype}")
 
 
+def pinned_array(shape: tuple[int, ...], dtype: np.dtype) -> np.ndarray:
+    """An uninitialised host array in pinned (page-locked) memory; the array keeps its torch
+    tensor, and so the memory, alive (torch's caching host allocator reuses it once freed)."""
+    torch_dtype = torch.from_numpy(np.empty(0, dtype)).dtype
+    return torch.empty(shape, dtype=torch_dtype, pin_memory=True).numpy()
+
+
+def is_pinned(arr: np.ndarray) -> bool:
+    """Whether a writeable C-contiguous array lives in pinned memory (a CUDA pointer query: call
+    it where CUDA is in use)."""
+    return arr.flags.c_contiguous and arr.flags.writeable and torch.from_numpy(arr).is_pinned()
+
+
 class BatchMover:
     """Stages TrainingBatch objects onto `device`, double-buffered (slots buffer sets) on CUDA.
 
@@ -92,7 +108,10 @@ class BatchMover:
         self._dev: list[dict[str, torch.Tensor]] = []
         self._copied: list[torch.cuda.Event] = []
         self._consumed: list[torch.cuda.Event] = []
+        self._held: list[TrainingBatch | None] = [None] * slots  # read in place by a copy in flight
         self._stream = torch.cuda.Stream(device) if self.cuda else None
+        self.direct_copies = 0
+        """Fields copied to the device straight from pinned batch memory (no staging memcpy)."""
 
     def stage(self, batch: TrainingBatch) -> DeviceBatch:
         """Start moving `batch` to the device; the host arrays are no longer needed on return
@@ -109,14 +128,23 @@ class BatchMover:
         # Host sync (cheap): the H2D copy that last read this pinned slot was enqueued `slots`
         # batches ago and has finished long since; wait for it before overwriting the buffer.
         self._copied[slot].synchronize()
+        self._held[slot] = None  # its in-place copy has finished: the batch may be freed
+        sources = {}
         for name in _TENSOR_FIELDS:
-            np.copyto(host[name].numpy(), getattr(batch, name))  # CPU memcpy, releases the GIL
+            arr = getattr(batch, name)
+            if is_pinned(arr):  # read in place: the batch stays held until this slot's next stage()
+                sources[name] = torch.from_numpy(arr)
+                self._held[slot] = batch
+                self.direct_copies += 1
+            else:
+                np.copyto(host[name].numpy(), arr)  # CPU memcpy, releases the GIL
+                sources[name] = host[name]
         with torch.cuda.stream(self._stream):
             # Device-side wait (no host sync): the previous batch in this slot is still being
             # read by the compute stream until its done() event fires.
             self._stream.wait_event(self._consumed[slot])
             for name in _TENSOR_FIELDS:
-                dev[name].copy_(host[name], non_blocking=True)  # async H2D from pinned memory
+                dev[name].copy_(sources[name], non_blocking=True)  # async H2D from pinned memory
             self._copied[slot].record(self._stream)
         return DeviceBatch(**dev, indices=indices, step=int(batch.step), slot=slot)
 

@@ -41,6 +41,9 @@ class Setup:
     total_updates: int = 0
     """Updates of the whole configured run (warm-up, collection and tail), for the projection."""
     final_eval_episodes: int = 0
+    fast_path: str = ""
+    """The CUDA switches in effect ('cuda_graphs tf32 channels_last', any of them; 'none' when
+    off or on a CPU)."""
 
     @classmethod
     def of(cls, config: RunConfig, device: str, cores: int, planned: RunConfig | None = None) -> Setup:
@@ -58,7 +61,20 @@ class Setup:
                    batch_size=config.learner.batch_size, num_simulations=config.search.num_simulations,
                    search_mode=config.search.mode, log_interval_s=config.tracking.log_interval_s, amp=config.learner.amp,
                    total_updates=Pacer(plan, (planned or config).learner).total_steps,
-                   final_eval_episodes=plan.final_eval_episodes)
+                   final_eval_episodes=plan.final_eval_episodes, fast_path=fast_path(config, device))
+
+
+def fast_path(config: RunConfig, device: str) -> str:
+    """The CUDA fast-path switches a run on `device` uses, by config name."""
+    if device != "cuda":
+        return "none"
+    from ezero_async.envs.registry import resolve_game
+
+    rt = config.runtime
+    image = config.model.kind != "mlp" and resolve_game(config.env.game, config.env.family).family != "classic"
+    on = [name for name, flag in (("cuda_graphs", config.batcher.cuda_graphs), ("tf32", rt.tf32),
+                                  ("channels_last", rt.channels_last and image)) if flag]
+    return " ".join(on) or "none"
 
 
 STAGES: tuple[tuple[str, str, str], ...] = (
@@ -191,7 +207,7 @@ def format_report(report: ProfileReport, advice: list) -> str:
         f"# {s.num_envs} env coroutines, {s.search_mode} search of {s.num_simulations} "
         f"simulations, max_batch {s.max_batch}, max_wait {s.max_wait_ms:g} ms, {s.searches_in_flight} searches in "
         f"flight, {s.reanalyse_workers} reanalysis workers (fraction {s.reanalyse_fraction:g}, {s.reanalyse_mode} "
-        f"mode), learner batch {s.batch_size}, queue {s.queue_size}",
+        f"mode), learner batch {s.batch_size}, queue {s.queue_size}; amp {s.amp}, fast path {s.fast_path or 'none'}",
         f"throughput: {report.env_steps_per_s:,.1f} env steps/s, {report.training_steps_per_s:,.2f} updates/s, "
         f"{report.roots_per_s:,.0f} searched roots/s",
         _projection_line(report),

@@ -8,6 +8,7 @@ TrainingBatch. Windows are [B, S + K, *F]: the stack for position k is window[:,
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Callable
 
 import numpy as np
 
@@ -79,10 +80,13 @@ class ContextBuilder:
 
     The obs/bootstrap windows of a context are reused by the next build() of the same builder
     unless `fresh_buffers=True`: keep one builder per reanalysis worker, and let the consumer
-    finish with a batch before that worker builds the next one."""
+    finish with a batch before that worker builds the next one. `alloc(shape, dtype)` makes the
+    fresh obs windows (the learner's input): pinned host memory on CUDA, so the device copy
+    reads them in place."""
 
     def __init__(self, hot: HotTier, config: ReplayConfig, batch_size: int, reanalyse_fraction: float,
-                 seed: int, fresh_buffers: bool = False):
+                 seed: int, fresh_buffers: bool = False,
+                 alloc: Callable[[tuple[int, ...], np.dtype], np.ndarray] = np.empty):
         sch = hot.schema
         if (sch.unroll_steps, sch.td_steps) != (config.unroll_steps, config.td_steps):
             raise ValueError("ContextBuilder: config unroll_steps/td_steps differ from the hot tier's schema")
@@ -94,12 +98,13 @@ class ContextBuilder:
         self.chain_len = self.stack + self.unroll + self.td_max
         self.rng = np.random.Generator(np.random.PCG64(seed))
         self.fresh_buffers = fresh_buffers
+        self.alloc = alloc
         self._chain = np.empty((batch_size, self.chain_len), np.int64)
         self._obs, self._boot = self._windows(), self._windows()
 
-    def _windows(self) -> np.ndarray:
+    def _windows(self, alloc: Callable[[tuple[int, ...], np.dtype], np.ndarray] = np.empty) -> np.ndarray:
         sch = self.hot.schema
-        return np.empty((self.batch_size, self.stack + self.unroll, *sch.obs_shape), sch.obs_dtype)
+        return alloc((self.batch_size, self.stack + self.unroll, *sch.obs_shape), np.dtype(sch.obs_dtype))
 
     def build(self, sample: Sample, step: int, collected: int | None = None) -> ReanalyseContext:
         """Context for `sample` (B slots) at training step `step`; `collected` is N_now for the TD
@@ -136,7 +141,7 @@ class ContextBuilder:
         position_index = hot.index[fwd[:, :K + 1]].astype(np.int64)
         stored[~policy_mask] = 0.0
 
-        obs = self._windows() if self.fresh_buffers else self._obs
+        obs = self._windows(self.alloc) if self.fresh_buffers else self._obs
         boot = self._windows() if self.fresh_buffers else self._boot
         gather_frames(hot.frames, chain[:, :S + K], obs)
         boot_cols = base[:, None] + np.arange(S + K)[None, :]

@@ -16,6 +16,7 @@ import numpy as np
 from ezero_async.config.sections import LearnerConfig, ReplayConfig, RuntimeConfig, SearchConfig
 from ezero_async.inference.search_service import SearchService
 from ezero_async.learner.schedule import target_version
+from ezero_async.learner.transfer import pinned_array
 from ezero_async.replay.batch import TrainingBatch
 from ezero_async.replay.buffer import Replay
 from ezero_async.replay.context import ContextBuilder, ReanalyseContext, finish
@@ -71,8 +72,10 @@ async def reanalyse(worker: int, workers: int, replay: Replay, feed: PriorityFee
     """Build every `workers`-th batch starting at `worker` until the run's last step. With
     `sweeps` (reanalyse_mode 'sweep') the reanalysed rows read their version's sweep table
     instead of searching."""
+    zero_copy = learner_cfg.zero_copy and service.device.type == "cuda"
     builder = ContextBuilder(replay.hot, replay_cfg, learner_cfg.batch_size, runtime.reanalyse_fraction,
-                             seed=runtime.seed * 1000 + worker, fresh_buffers=True)
+                             seed=runtime.seed * 1000 + worker, fresh_buffers=True,
+                             alloc=pinned_array if zero_copy else np.empty)
     k1 = learner_cfg.unroll_steps + 1
     first = pacer.trained  # 0, or the checkpoint's step when resuming
     for s in range(first + (worker - first) % workers, pacer.total_steps, workers):

@@ -39,6 +39,7 @@ from ezero_async.replay.buffer import Replay
 from ezero_async.replay.store import Cursors, ReplayStoreError, StoreMeta
 from ezero_async.runtime.actors import EpisodeStats, self_play
 from ezero_async.runtime.evaluate import evaluate
+from ezero_async.runtime.fastpath import apply_precision, to_layout
 from ezero_async.runtime.monitor import LossMeter, MetricsFile, Monitor, ProgressLine, Sink, eval_metrics
 from ezero_async.runtime.pacer import Pacer
 from ezero_async.runtime.reanalyse import PriorityFeed, ReanalyseStats, reanalyse
@@ -149,8 +150,11 @@ async def _train(config: RunConfig, run_dir: Path, device: torch.device, resume:
                                   num_workers=workers)
         spec, num_actions, stack = parts.pool.obs_spec, parts.pool.num_actions, config.env.frame_stack
 
+        apply_precision(rt, device)
+
         def make_model() -> torch.nn.Module:
-            return build_model(config.model, spec.shape, stack, num_actions, lc.lstm_horizon).to(device)
+            return to_layout(build_model(config.model, spec.shape, stack, num_actions, lc.lstm_horizon).to(device),
+                             rt, device)
 
         model = make_model()
         versions_held = math.ceil((rt.self_play_lag + lc.publish_interval) / lc.publish_interval) + 2

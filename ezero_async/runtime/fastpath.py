@@ -1,0 +1,35 @@
+"""The process-wide CUDA switches a run applies at start-up: TF32 and the channels-last layout.
+
+Both are no-ops on a CPU (a `--serial` CPU run stays bit-identical whatever they say); on CUDA
+they change numbers within fp32 rounding (TF32) or not at all (layout).
+"""
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from ezero_async.config.sections import RuntimeConfig
+
+
+def apply_precision(rt: RuntimeConfig, device: torch.device) -> bool:
+    """Set TF32 for matmuls and cuDNN convolutions per `runtime.tf32` on CUDA; returns whether
+    TF32 is on. Leaves torch's flags untouched on a CPU."""
+    if device.type != "cuda":
+        return False
+    torch.backends.cuda.matmul.allow_tf32 = rt.tf32
+    torch.backends.cudnn.allow_tf32 = rt.tf32
+    return rt.tf32
+
+
+def uses_channels_last(rt: RuntimeConfig, device: torch.device, model: nn.Module) -> bool:
+    """Whether `model` runs channels-last: CUDA, runtime.channels_last, and an image network."""
+    return device.type == "cuda" and rt.channels_last and getattr(model, "kind", "mlp") != "mlp"
+
+
+def to_layout(model: nn.Module, rt: RuntimeConfig, device: torch.device) -> nn.Module:
+    """`model` (already on `device`) in the run's memory layout: its 4-D weights channels-last
+    where uses_channels_last says so (convolutions then keep activations channels-last), else
+    unchanged. Weights copied in later (load_state_dict) keep the layout."""
+    if uses_channels_last(rt, device, model):
+        return model.to(memory_format=torch.channels_last)
+    return model
