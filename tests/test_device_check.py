@@ -26,7 +26,7 @@ def test_the_device_check_passes_on_cpu_and_leaves_its_results(tmp_path):
     out = tmp_path / "out"
     assert done.returncode == 0, (done.stdout + done.stderr)[-3000:]
     log = (out / "check.log").read_text()
-    for name in ("facts", "tests", "profile-smoke", "bench"):
+    for name in ("facts", "tests", "profile-smoke", "bench", "fastpath"):
         assert f"check: {name}: ok in" in log
     assert "done: every step passed" in log
     assert "torch" in (out / "facts.txt").read_text()
@@ -34,6 +34,8 @@ def test_the_device_check_passes_on_cpu_and_leaves_its_results(tmp_path):
     assert profile["metrics"]["profile/training_steps_per_s"] > 0
     assert "projected wall clock for this run:" in (out / "profile-smoke.log").read_text()
     assert "steps/s" in (out / "bench.log").read_text()
+    fastpath = (out / "fastpath.log").read_text()
+    assert "gumbel 16 sims" in fastpath and "bf16, tf32 on, channels-last" in fastpath
 
 
 def test_bad_arguments_stop_the_check_before_any_step(tmp_path):
@@ -48,7 +50,7 @@ def test_a_failing_step_is_reported_and_the_others_still_run(tmp_path):
                           capture_output=True, text=True, timeout=300)
     log = (tmp_path / "out" / "check.log").read_text()
     assert done.returncode == 1
-    for name in ("build", "facts", "tests", "profile-smoke", "bench"):
+    for name in ("build", "facts", "tests", "profile-smoke", "bench", "fastpath"):
         assert f"check: {name}: FAILED (exit 1" in log
     last = log.strip().splitlines()[-1]  # (a wheels step fails too where a .whl/ folder exists)
     assert "step(s) failed:" in last and all(name in last for name in ("build", "facts", "tests", "bench"))

@@ -14,6 +14,8 @@
 #   profile-* python -m ezero_async.profiling for atari100k and atari100k-v2 on Breakout
 #             (on CPU with --quick: the smoke preset on CartPole for a few seconds)
 #   bench     tools/bench_learner.py (atari100k net, B=256)
+#   fastpath  tools/bench_fastpath.py: eager vs CUDA graphs per search group (pUCT 50, Gumbel 16),
+#             learner updates/s for AMP off/fp16/bf16 x TF32 x channels-last, in the same call
 #   smi       nvidia-smi samples every 2 s during the whole check (smi.csv)
 # $OUT is the device tool's return folder; here it defaults to ./device-out. $PYTHON: the
 # interpreter (default python3, the one holding torch there).
@@ -119,6 +121,12 @@ if [ "$quick" = 1 ]; then
         --batch 32 --warmup 1 --steps 2
 else
     step bench 120 "$python" tools/bench_learner.py --device "$device"
+fi
+
+if [ "$quick" = 1 ]; then
+    step fastpath 240 "$python" tools/bench_fastpath.py --device "$device" --quick
+else
+    step fastpath 150 "$python" tools/bench_fastpath.py --device "$device"
 fi
 
 if [ "${#failed[@]}" -gt 0 ]; then
