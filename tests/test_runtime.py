@@ -173,9 +173,9 @@ def test_serial_runs_with_one_seed_are_bit_identical(tmp_path):
     other = smoke(**{"runtime.serial": True, "runtime.num_envs": 3, "runtime.seed": 1})
     train(other, tmp_path / "c", "cpu")
     assert summary_without_wall_clock(tmp_path / "c")["weights_sha256"] != first["weights_sha256"]
-    # The CUDA fast-path switches (on by default) change nothing on a CPU.
-    plain = smoke(**{"runtime.serial": True, "runtime.num_envs": 3, "batcher.cuda_graphs": False,
-                     "runtime.tf32": False, "runtime.channels_last": False})
+    # The CUDA fast-path switches change nothing on a CPU.
+    plain = smoke(**{"runtime.serial": True, "runtime.num_envs": 3, "batcher.cuda_graphs": True,
+                     "runtime.tf32": False, "runtime.channels_last": False, "learner.zero_copy": False})
     train(plain, tmp_path / "d", "cpu")
     assert summary_without_wall_clock(tmp_path / "d") == first
 

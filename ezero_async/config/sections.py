@@ -313,10 +313,11 @@ class BatcherConfig:
     """Initial (representation) inferences run in chunks of at most this size (CPU peaks at 8-32)."""
     searches_in_flight: int = 2
     """Search groups run at once, one per inference thread (one group's tree work overlaps another's network calls)."""
-    cuda_graphs: bool = True
+    cuda_graphs: bool = False
     """On CUDA, each group's initial inference and recurrent steps replay CUDA graphs captured at
     padded group sizes (powers of two from 8, and max_batch) instead of launching every kernel
-    from Python; new weight versions are copied in, never recaptured. Ignored on CPU."""
+    from Python; new weight versions are copied in, never recaptured. Ignored on CPU. Off until a
+    GPU measurement (tools/bench_fastpath.py in the device check) shows the gain."""
 
     def check(self) -> None:
         _require(1 <= self.max_batch <= 65_536, "batcher.max_batch", "must be in [1, 65536]")
