@@ -21,6 +21,7 @@ the tests, which checks the padding, the pools and the weight swaps without a GP
 """
 from __future__ import annotations
 
+import threading
 from typing import Callable
 
 import numpy as np
@@ -28,6 +29,10 @@ import torch
 from torch import nn
 
 SMALLEST_SIZE = 8
+
+_CAPTURE_LOCK = threading.Lock()
+"""One capture at a time in the process: entering a capture synchronises the device and empties
+torch's cache, which must not happen while another thread's capture is open."""
 
 
 def graph_sizes(max_batch: int) -> list[int]:
@@ -54,21 +59,22 @@ class StaticCall:
         if not capture:
             return
         device = inputs[0].device
-        # Warm-up on a side stream (lazy initialisation and library handles must not happen
-        # inside the capture), then capture on a stream of this call's own: torch's default
-        # capture stream is one per process and other slots capture from other threads.
-        side = torch.cuda.Stream(device)
-        side.wait_stream(torch.cuda.current_stream(device))
-        with torch.cuda.stream(side):
-            for _ in range(warmup):
-                fn(*inputs)
-        torch.cuda.current_stream(device).wait_stream(side)
-        self.graph = torch.cuda.CUDAGraph()
-        # thread_local: other inference threads and the learner keep launching work meanwhile.
-        # (Entering the capture synchronises the device once: capture is a one-off per size.)
-        with torch.cuda.graph(self.graph, pool=pool, stream=torch.cuda.Stream(device),
-                              capture_error_mode="thread_local"):
-            self.output = fn(*inputs)
+        with _CAPTURE_LOCK:
+            # Warm-up on a side stream (lazy initialisation and library handles must not happen
+            # inside the capture), then capture on a stream of this call's own: torch's default
+            # capture stream is one per process.
+            side = torch.cuda.Stream(device)
+            side.wait_stream(torch.cuda.current_stream(device))
+            with torch.cuda.stream(side):
+                for _ in range(warmup):
+                    fn(*inputs)
+            torch.cuda.current_stream(device).wait_stream(side)
+            self.graph = torch.cuda.CUDAGraph()
+            # thread_local: other inference threads and the learner keep launching work meanwhile.
+            # (Entering the capture synchronises the device once: capture is a one-off per size.)
+            with torch.cuda.graph(self.graph, pool=pool, stream=torch.cuda.Stream(device),
+                                  capture_error_mode="thread_local"):
+                self.output = fn(*inputs)
 
     def __call__(self) -> torch.Tensor:
         if self.graph is None:
