@@ -317,8 +317,9 @@ class SearchService:
         slot.latents[s + 1, :n] = next_latent
         slot.h[s + 1, :n] = h
         slot.c[s + 1, :n] = c
-        # Sync point (once per simulation): the tree's backup needs these on the host.
-        return vp.float().cpu().numpy(), value.float().cpu().numpy(), logits.float().cpu().numpy()
+        # Sync point (once per simulation): the tree's backup needs these on the host; one copy.
+        out = torch.cat([vp.float(), value.float(), logits.float().reshape(-1)]).cpu().numpy()
+        return out[:n], out[n:2 * n], out[2 * n:].reshape(n, -1)
 
 
 def _gather(stacks: list[Sequence[np.ndarray]]) -> np.ndarray:
