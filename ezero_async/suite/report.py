@@ -166,7 +166,7 @@ def plot(report: dict[str, Any], suite_dir: Path) -> list[Path]:
         ax.set_title(title)
         fig.tight_layout()
         written.append(suite_dir / name)
-        fig.savefig(written[-1], dpi=120)
+        fig.savefig(written[-1], dpi=120, bbox_inches="tight")  # rotated game names need the room
         plt.close(fig)
 
     written: list[Path] = []
@@ -178,8 +178,10 @@ def plot(report: dict[str, Any], suite_dir: Path) -> list[Path]:
             ax.bar(i, float(np.mean(values)), color="tab:blue" if g["hns"] else "tab:gray", alpha=0.6)
             ax.scatter([i] * len(values), values, color="black", s=10, zorder=3)
         ax.set_xticks(range(len(games)), [g["game"] for g in games], rotation=60, ha="right", fontsize=8)
-        save(fig, "games.png", "", "final score (HNS where defined, else raw return)",
-             "final evaluation per game (bar: mean over seeds; dots: seeds)")
+        with_hns = sum(bool(g["hns"]) for g in games)
+        ylabel = ("human-normalised score" if with_hns == len(games) else "final return" if with_hns == 0
+                  else "HNS (blue), final return (gray)")
+        save(fig, "games.png", "", ylabel, "final evaluation per game\n(bar: mean over seeds; dots: seeds)")
     normalised = [g["hns"] for g in report["games"] if g["hns"]]
     if normalised:
         taus = np.linspace(0.0, max(2.0, max(max(h) for h in normalised)), 200)
