@@ -17,7 +17,7 @@ def test_the_switches_leave_a_cpu_run_alone():
     assert apply_precision(cfg.runtime, torch.device("cpu")) is False
     assert (torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32) == before
     model = image_model(cfg)
-    assert not uses_channels_last(cfg.runtime, torch.device("cpu"), model)
+    assert not uses_channels_last(cfg.runtime, torch.device("cpu"), image=model.kind != "mlp")
     assert to_layout(model, cfg.runtime, torch.device("cpu")) is model
     assert all(p.is_contiguous() for p in model.parameters())
 
@@ -25,7 +25,7 @@ def test_the_switches_leave_a_cpu_run_alone():
 def test_vector_networks_never_go_channels_last():
     cfg = build_config("cartpole", "CartPole", {"runtime.channels_last": True})
     model = build_model(cfg.model, (4,), cfg.env.frame_stack, 2, cfg.learner.lstm_horizon)
-    assert not uses_channels_last(cfg.runtime, torch.device("cuda"), model)
+    assert not uses_channels_last(cfg.runtime, torch.device("cuda"), image=model.kind != "mlp")
 
 
 @pytest.mark.gpu

@@ -161,9 +161,8 @@ class SlotGraphs:
         size = self.size_for(n)
         host = self._host_steer.get(size)
         if host is None:
-            host = torch.zeros(3 * size + 1, dtype=torch.int64)
-            self._host_steer[size] = host.pin_memory() if self.capture else host
-            host = self._host_steer[size]
+            host = torch.zeros(3 * size + 1, dtype=torch.int64, pin_memory=self.capture)
+            self._host_steer[size] = host
         # Padded rows expand node 0 with action 0: finite, never read.
         steer = host.numpy()
         steer[:] = 0

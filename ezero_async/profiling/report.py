@@ -65,16 +65,14 @@ class Setup:
 
 
 def fast_path(config: RunConfig, device: str) -> str:
-    """The CUDA fast-path switches a run on `device` uses, by config name."""
-    if device != "cuda":
-        return "none"
-    from ezero_async.envs.registry import resolve_game
+    """The CUDA fast-path switches a run on `device` uses, by config name ('none' if none)."""
+    import torch
 
-    rt = config.runtime
+    from ezero_async.envs.registry import resolve_game
+    from ezero_async.runtime.fastpath import in_effect
+
     image = config.model.kind != "mlp" and resolve_game(config.env.game, config.env.family).family != "classic"
-    on = [name for name, flag in (("cuda_graphs", config.batcher.cuda_graphs), ("tf32", rt.tf32),
-                                  ("channels_last", rt.channels_last and image)) if flag]
-    return " ".join(on) or "none"
+    return " ".join(in_effect(config, torch.device(device), image)) or "none"
 
 
 STAGES: tuple[tuple[str, str, str], ...] = (

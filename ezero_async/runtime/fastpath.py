@@ -8,7 +8,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from ezero_async.config.sections import RuntimeConfig
+from ezero_async.config.sections import RunConfig, RuntimeConfig
 
 
 def apply_precision(rt: RuntimeConfig, device: torch.device) -> bool:
@@ -21,15 +21,26 @@ def apply_precision(rt: RuntimeConfig, device: torch.device) -> bool:
     return rt.tf32
 
 
-def uses_channels_last(rt: RuntimeConfig, device: torch.device, model: nn.Module) -> bool:
-    """Whether `model` runs channels-last: CUDA, runtime.channels_last, and an image network."""
-    return device.type == "cuda" and rt.channels_last and getattr(model, "kind", "mlp") != "mlp"
+def uses_channels_last(rt: RuntimeConfig, device: torch.device, image: bool) -> bool:
+    """Whether a network runs channels-last: CUDA, runtime.channels_last, and an image network."""
+    return device.type == "cuda" and rt.channels_last and image
 
 
 def to_layout(model: nn.Module, rt: RuntimeConfig, device: torch.device) -> nn.Module:
     """`model` (already on `device`) in the run's memory layout: its 4-D weights channels-last
     where uses_channels_last says so (convolutions then keep activations channels-last), else
     unchanged. Weights copied in later (load_state_dict) keep the layout."""
-    if uses_channels_last(rt, device, model):
+    if uses_channels_last(rt, device, image=getattr(model, "kind", "mlp") != "mlp"):
         return model.to(memory_format=torch.channels_last)
     return model
+
+
+def in_effect(config: RunConfig, device: torch.device, image: bool) -> list[str]:
+    """The CUDA switches, by config name, that a run of `config` on `device` uses (`image`: its
+    network takes images)."""
+    if device.type != "cuda":
+        return []
+    rt = config.runtime
+    switches = (("cuda_graphs", config.batcher.cuda_graphs), ("tf32", rt.tf32),
+                ("channels_last", uses_channels_last(rt, device, image)))
+    return [name for name, on in switches if on]
