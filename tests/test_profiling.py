@@ -61,7 +61,9 @@ def test_learner_bound_on_cpu_and_on_gpu():
     stages = {"learner_update": 0.95, "pacer_wait": 0.6}
     text = findings(make_report(stages=stages))
     assert "learner is the bottleneck" in text and "95%" in text and "60%" in text
-    assert "faster device" in text
+    assert "learner.isolation = 'auto', now 'thread'" in text  # on a CPU the thread waits for the GIL
+    isolated = findings(make_report(stages=stages, setup={"isolation": "auto"}))
+    assert "faster device" in isolated and "learner.isolation" not in isolated
     gpu = findings(make_report(device="cuda", gpu_util=90.0, stages=stages, setup={"amp": "off"}))
     assert "learner.amp" in gpu
     # A busy learner that does not hold self-play back is not the bottleneck.

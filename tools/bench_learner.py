@@ -8,6 +8,7 @@ the headline figures that tools/bench.py reports.
     python tools/bench_learner.py --quick                  # atari100k net, B=256, CPU: ~2 min here
     python tools/bench_learner.py --device cuda            # 3 warm-up + 5 timed (default)
     python tools/bench_learner.py --preset minatar --frame 10,10,4 --batch 128
+    python tools/bench_learner.py --preset cartpole --frame 4 --actions 2 --contend 0.17   # GIL cost
 """
 from __future__ import annotations
 
@@ -75,12 +76,46 @@ def run_pipelined(args, device) -> tuple[list[float], dict[str, float]]:
     return ends, thread.timing
 
 
+class GilHog:
+    """A thread that runs pure Python (holding the GIL) for BURST_S out of every BURST_S / duty
+    seconds, as the event loop and the inference threads do around a learner thread."""
+
+    BURST_S = 0.001
+
+    def __init__(self, duty: float) -> None:
+        self.duty, self.stopped = duty, threading.Event()
+        self.thread = threading.Thread(target=self._run, name="gil-hog", daemon=True)
+
+    def __enter__(self) -> "GilHog":
+        self.thread.start()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.stopped.set()
+        self.thread.join()
+
+    def _run(self) -> None:
+        idle = self.BURST_S * (1.0 / self.duty - 1.0)
+        while not self.stopped.is_set():
+            until = time.perf_counter() + self.BURST_S
+            while time.perf_counter() < until:
+                pass
+            if idle > 0:
+                time.sleep(idle)
+
+
+def run_contended(args, device) -> tuple[list[float], dict[str, float]]:
+    """The naive loop beside a GilHog of duty args.contend."""
+    with GilHog(args.contend):
+        return run_naive(args, device)
+
+
 def run(quick: bool = False, device: str = "auto", preset: str = "atari100k",
         frame: tuple[int, ...] = (96, 96, 3), actions: int = 18, batch: int = 256, warmup: int = 3, steps: int = 5,
-        threads: int = 1) -> list[tuple[str, float, str]]:
+        threads: int = 1, contend: float = 0.0) -> list[tuple[str, float, str]]:
     """Print the table; return headline (measurement, value, unit) figures for tools/bench.py."""
     args = argparse.Namespace(device=device, preset=preset, frame=tuple(frame), actions=actions, batch=batch,
-                              warmup=warmup, steps=steps, threads=threads)
+                              warmup=warmup, steps=steps, threads=threads, contend=contend)
     if quick:
         args.warmup, args.steps = 1, 2
     target = torch.device("cuda" if args.device == "auto" and torch.cuda.is_available() else
@@ -96,7 +131,10 @@ def run(quick: bool = False, device: str = "auto", preset: str = "atari100k",
     del learner, model
 
     rows = []
-    for mode, fn in (("naive", run_naive), ("pipelined", run_pipelined)):
+    modes = [("naive", run_naive), ("pipelined", run_pipelined)]
+    if args.contend > 0:
+        modes.append((f"naive+gil{args.contend:g}", run_contended))
+    for mode, fn in modes:
         ends, timing = fn(args, target)
         if timing:
             print("# learner thread, all steps: " + ", ".join(f"{k} {v:.2f} s" for k, v in timing.items()))
@@ -107,6 +145,9 @@ def run(quick: bool = False, device: str = "auto", preset: str = "atari100k",
     for mode, n, mean, median, rate in rows:
         print(f"{mode:<10} {args.batch:>5} {n:>5} {mean:>11.4f} {median:>13.4f} {rate:>8.3f} {rate * args.batch:>9.1f}")
     print(f"ratio pipelined / naive steps/s: {rows[1][4] / rows[0][4]:.3f}")
+    if args.contend > 0:
+        print(f"ratio naive / naive beside a thread holding the GIL {100 * args.contend:.0f}% of the time "
+              f"(time per update): {rows[0][4] / rows[2][4]:.2f}x")
     naive_rate, pipelined_rate = rows[0][4], rows[1][4]
     where = f"{args.preset} B={args.batch} on {target.type}"
     return [(f"learner thread (pipelined), {where}", pipelined_rate, "updates/s"),
@@ -125,9 +166,14 @@ def main() -> None:
     parser.add_argument("--steps", type=int, default=5)
     parser.add_argument("--threads", type=int, default=1, help="torch intra-op threads (CPU)")
     parser.add_argument("--quick", action="store_true", help="1 warm-up + 2 timed steps per mode")
+    parser.add_argument("--contend", type=float, default=0.0,
+                        help="also time the naive loop beside a Python thread holding the GIL this share of the time "
+                             "(0 < share <= 1; what a learner thread meets on a CPU)")
     args = parser.parse_args()
+    if not 0.0 <= args.contend <= 1.0:
+        parser.error(f"--contend must be in [0, 1], got {args.contend}")
     run(args.quick, args.device, args.preset, tuple(int(v) for v in args.frame.split(",")), args.actions,
-        args.batch, args.warmup, args.steps, args.threads)
+        args.batch, args.warmup, args.steps, args.threads, args.contend)
 
 
 if __name__ == "__main__":

@@ -274,6 +274,11 @@ class LearnerConfig:
     """D >= 1: batch s is built from the replay as it stood after update s - D."""
     queue_size: int = 4
     """Bound of the TrainingBatch queue feeding the learner thread."""
+    isolation: str = "thread"
+    """Where the learner runs: 'thread' (beside the event loop, the design's), 'process' (a child
+    process; CPU runs only) or 'auto' (a process on a CPU, a thread on a GPU). On a CPU every
+    torch op re-takes the GIL, so a thread updates only while the loop and the inference threads
+    run no Python; a process updates beside them (docs/learning.md)."""
     zero_copy: bool = True
     """On CUDA, reanalysis gathers each batch's observation window (64 MB at Atari 100k scale)
     straight into pinned host memory and the learner copies it to the device from there, without
@@ -301,6 +306,8 @@ class LearnerConfig:
         _require(self.prefetch_depth >= 1, "learner.prefetch_depth",
                  "must be >= 1 (batch s is built from the priorities after update s - D)")
         _require(self.queue_size >= 1, "learner.queue_size", "must be >= 1")
+        _require(self.isolation in ("thread", "process", "auto"), "learner.isolation",
+                 f"must be thread, process or auto, got {self.isolation!r}")
 
 
 @dataclass

@@ -110,11 +110,7 @@ class LearnerThread:
         updates (on this thread, or on any thread once it has stopped): the learner's state and
         every weights version the stores hold (self-play and reanalysis of the steps after a
         resume ask for exactly these versions)."""
-        weights = WeightsPool()
-        learner = _host_copy(self.learner.state_dict())
-        learner["model"] = weights.intern(learner["model"])
-        return {"learner": learner, "online": _held_versions(self.online, weights),
-                "target": _held_versions(self.target, weights)}
+        return checkpoint_snapshot(host_copy(self.learner.state_dict()), self.online, self.target)
 
     # ------------------------------------------------------------ thread side
 
@@ -235,22 +231,30 @@ class WeightsPool:
         return out
 
 
+def checkpoint_snapshot(learner: dict, online: WeightStore | None, target: WeightStore | None) -> dict:
+    """A checkpoint's learner side: `learner` (a host copy of Learner.state_dict()) and every
+    weights version the stores hold, each distinct tensor once."""
+    weights = WeightsPool()
+    learner = dict(learner, model=weights.intern(learner["model"]))
+    return {"learner": learner, "online": _held_versions(online, weights), "target": _held_versions(target, weights)}
+
+
 def _held_versions(store: WeightStore | None, weights: WeightsPool) -> list[dict]:
     if store is None:
         return []
     held = []
     for version in store.versions():
         with store.read(version) as (_, state):
-            held.append({"version": version, "model": weights.intern(_host_copy(state))})
+            held.append({"version": version, "model": weights.intern(host_copy(state))})
     return held
 
 
-def _host_copy(value: Any) -> Any:
+def host_copy(value: Any) -> Any:
     """A deep copy with every tensor cloned to the CPU (state dicts, optimizer state)."""
     if isinstance(value, torch.Tensor):
         return value.detach().to("cpu", copy=True)
     if isinstance(value, dict):
-        return {k: _host_copy(v) for k, v in value.items()}
+        return {k: host_copy(v) for k, v in value.items()}
     if isinstance(value, (list, tuple)):
-        return type(value)(_host_copy(v) for v in value)
+        return type(value)(host_copy(v) for v in value)
     return copy.deepcopy(value)

@@ -50,6 +50,10 @@ class WeightStore:
     def publish(self, version: int, model: nn.Module) -> None:
         """Copy model's parameters and buffers as `version` (must exceed every earlier one).
         Blocks only while a reader holds the oldest buffer."""
+        self.publish_state(version, model.state_dict())
+
+    def publish_state(self, version: int, source: StateDict) -> None:
+        """publish() from a state dict (a learner process sends its weights as one)."""
         with self._cond:
             if self._newest is not None and version <= self._newest:
                 raise ValueError(f"{self.name}: version {version} is not newer than {self._newest}")
@@ -57,7 +61,6 @@ class WeightStore:
             while buf.readers:
                 self._cond.wait()
             buf.version = None  # invisible while being written
-        source = model.state_dict()
         with torch.no_grad():
             if buf.state is None or buf.state.keys() != source.keys():
                 buf.state = {k: v.detach().to(self.device or v.device, copy=True) for k, v in source.items()}

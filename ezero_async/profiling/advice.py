@@ -76,7 +76,9 @@ def recommend(r: ProfileReport) -> list[Advice]:
                           f"and self-play is held back by the replay ratio {100 * st['pacer_wait']:.0f}% of the time",
                           ("turn on mixed precision (learner.amp, now 'off')" if on_gpu and s.amp == "off" else
                            f"a smaller learner.batch_size (now {s.batch_size}) or a smaller model" if on_gpu else
-                           "a faster device for the learner (--device cuda)")
+                           f"the learner in its own process (learner.isolation = 'auto', now '{s.isolation}'): as a "
+                           "thread each of its ops waits for the GIL the event loop and inference hold"
+                           if s.isolation == "thread" else "a faster device for the learner (--device cuda)")
                           + ("; more envs or search capacity will not raise throughput" if on_gpu else
                              "; more search capacity will not raise throughput, fewer and larger search calls "
                              "only help by leaving the learner more of the shared cores")))

@@ -4,7 +4,7 @@ The probe is a Monitor sink, so the stage figures it aggregates are exactly thos
 file and the Aim dashboard get (timing/, batcher/, queue/, throughput/). It adds what only
 the operating system knows, read at the measurement window's start and end: busy share of
 each CPU core, CPU time of each thread of this process by its Python name (the event loop is
-MainThread), and CPU time of the env worker processes. With CUDA, `nvidia-smi` runs beside
+MainThread; a learner process counts as one thread), and CPU time of the env worker processes. With CUDA, `nvidia-smi` runs beside
 the training and samples GPU utilisation every 500 ms.
 
 The window opens `warmup_s` after steady state begins: the learner has updated and self-play
@@ -23,9 +23,14 @@ from dataclasses import dataclass
 
 import psutil
 
+from ezero_async.learner.process import learner_pids
+
 WINDOW_METRICS = ("timing/", "batcher/", "throughput/", "queue/")
 """Snapshot metrics the probe averages over its window (the rest are losses, returns, ...)."""
 
+
+LEARNER_PROCESS = "learner (process)"
+"""The CPU time of a learner process goes under this thread name."""
 
 BUSY_WORKER = 0.05
 """A worker process using more than this share of a core over the window is counted as busy
@@ -51,9 +56,13 @@ class CpuClock:
             name = names.get(t.id, "native (torch/zarr/uvloop pools)")
             threads[name] = threads.get(name, 0.0) + t.user_time + t.system_time
         workers: dict[int, float] = {}
+        learners = learner_pids()
         for child in process.children(recursive=True):
             try:  # spawned workers only: not nvidia-smi, py-spy or multiprocessing's resource tracker
-                if any("spawn_main" in part for part in child.cmdline()):
+                if child.pid in learners:  # learner.isolation 'process': counted as a thread of the run
+                    times = child.cpu_times()
+                    threads[LEARNER_PROCESS] = threads.get(LEARNER_PROCESS, 0.0) + times.user + times.system
+                elif any("spawn_main" in part for part in child.cmdline()):
                     times = child.cpu_times()
                     workers[child.pid] = times.user + times.system
             except (psutil.NoSuchProcess, psutil.ZombieProcess):  # ended between the listing and the read

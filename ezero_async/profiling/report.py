@@ -41,6 +41,8 @@ class Setup:
     total_updates: int = 0
     """Updates of the whole configured run (warm-up, collection and tail), for the projection."""
     final_eval_episodes: int = 0
+    isolation: str = "thread"
+    """learner.isolation ('thread', 'process' or 'auto')."""
     fast_path: str = ""
     """The CUDA switches in effect ('cuda_graphs tf32 channels_last', any of them; 'none' when
     off or on a CPU)."""
@@ -61,7 +63,8 @@ class Setup:
                    batch_size=config.learner.batch_size, num_simulations=config.search.num_simulations,
                    search_mode=config.search.mode, log_interval_s=config.tracking.log_interval_s, amp=config.learner.amp,
                    total_updates=Pacer(plan, (planned or config).learner).total_steps,
-                   final_eval_episodes=plan.final_eval_episodes, fast_path=fast_path(config, device))
+                   final_eval_episodes=plan.final_eval_episodes, isolation=config.learner.isolation,
+                   fast_path=fast_path(config, device))
 
 
 def fast_path(config: RunConfig, device: str) -> str:

@@ -23,16 +23,17 @@ from typing import Any, Callable, Sequence
 import numpy as np
 import torch
 
-from ezero_async.config.sections import RunConfig
+from ezero_async.config.sections import LearnerConfig, RunConfig
 from ezero_async.config.values import config_to_dict
 from ezero_async.envs.pool import EnvPool, GameFactory
 from ezero_async.envs.registry import resolve_game
 from ezero_async.envs.scores import episode_cap_frames
-from ezero_async.errors import UserError
+from ezero_async.errors import ConfigError, UserError
 from ezero_async.inference.runner import ModelRunner
 from ezero_async.inference.search_service import SearchService
 from ezero_async.learner.learner import Learner
 from ezero_async.learner.model import build_model
+from ezero_async.learner.process import LearnerProcess, LearnerRecipe, batch_queue
 from ezero_async.learner.thread import LearnerThread
 from ezero_async.learner.weights import WeightStore
 from ezero_async.replay.buffer import Replay
@@ -65,7 +66,7 @@ class RunParts:
     eval_pool: EnvPool | None = None
     replay: Replay | None = None
     runner: ModelRunner | None = None
-    learner_thread: LearnerThread | None = None
+    learner_thread: LearnerThread | LearnerProcess | None = None
     monitor: Monitor | None = None
 
     def close(self) -> list[BaseException]:
@@ -122,6 +123,7 @@ async def _train(config: RunConfig, run_dir: Path, device: torch.device, resume:
                  stop_when: Callable[[], str | None] | None) -> dict[str, Any]:
     started = time.monotonic()
     game = resolve_game(config.env.game, config.env.family)
+    learner_in_process(config.learner, device)  # a bad combination fails before anything starts
     checkpoint = _resume_point(run_dir) if resume else None
     run_dir.mkdir(parents=True, exist_ok=True)
     write_text_atomic(run_dir / "config.json", json.dumps(config_to_dict(config), indent=2))
@@ -194,11 +196,17 @@ async def _train(config: RunConfig, run_dir: Path, device: torch.device, resume:
         def on_checkpoint(step: int, snapshot: dict) -> None:  # learner thread
             loop.call_soon_threadsafe(checkpoints.put_nowait, (step, snapshot))
 
-        batches: queue.Queue = queue.Queue(maxsize=lc.queue_size)
-        parts.learner_thread = LearnerThread(learner, batches, on_priorities=on_priorities, online=online,
-                                             target=target, on_error=on_error, on_step=lambda r: losses.add(r.stats),
-                                             on_checkpoint=on_checkpoint,
-                                             checkpoint_interval=config.tracking.checkpoint_interval)
+        callbacks = dict(on_priorities=on_priorities, online=online, target=target, on_error=on_error,
+                         on_step=lambda r: losses.add(r.stats), on_checkpoint=on_checkpoint,
+                         checkpoint_interval=config.tracking.checkpoint_interval)
+        if learner_in_process(lc, device):
+            batches = batch_queue(lc.queue_size)
+            recipe = LearnerRecipe(config.model, tuple(spec.shape), stack, num_actions, lc, seed,
+                                   config.replay.priority_eps)
+            parts.learner_thread = LearnerProcess(learner, recipe, batches, **callbacks)
+        else:
+            batches = queue.Queue(maxsize=lc.queue_size)
+            parts.learner_thread = LearnerThread(learner, batches, **callbacks)
         # Evaluations act with a private copy of the weights they test: an evaluation outlives
         # the few versions the online store keeps for self-play.
         evaluation = WeightStore(2, name="evaluation")
@@ -337,7 +345,7 @@ async def _train(config: RunConfig, run_dir: Path, device: torch.device, resume:
             saver.cancel()
             await evals
             final = await run_eval(online.newest, None, rt.final_eval_episodes)
-            write_checkpoint(learner.step, parts.learner_thread.snapshot())  # also flushes the replay
+            write_checkpoint(parts.learner_thread.step, parts.learner_thread.snapshot())  # also flushes the replay
             parts.monitor.emit(parts.monitor.snapshot())
             monitor.cancel()
             dispatcher.cancel()
@@ -357,7 +365,7 @@ async def _train(config: RunConfig, run_dir: Path, device: torch.device, resume:
                 say(f"stopping: the learner drops its update in progress ({thread.step} done) ...")
             thread.join(timeout=60.0)
             say(f"stopping: writing the exit checkpoint after {thread.step} updates and flushing the replay ...")
-            write_checkpoint(thread.learner.step, thread.snapshot())
+            write_checkpoint(thread.step, thread.snapshot())
         if interrupt is not None:
             say("stopping: closing env workers, inference threads and shared memory ...")
         for error in parts.close():
@@ -372,6 +380,14 @@ async def _train(config: RunConfig, run_dir: Path, device: torch.device, resume:
     if errors:
         raise errors[0]
     return summary
+
+
+def learner_in_process(lc: LearnerConfig, device: torch.device) -> bool:
+    """Whether the learner runs in a child process (learner.isolation), for a learner on `device`."""
+    if lc.isolation == "process" and device.type != "cpu":
+        raise ConfigError(f"learner.isolation: 'process' runs the learner on the CPU, not on {device.type}; "
+                          "use 'thread' or 'auto'")
+    return lc.isolation == "process" or (lc.isolation == "auto" and device.type == "cpu")
 
 
 def _catch_signals(loop: asyncio.AbstractEventLoop, signalled: asyncio.Future, say: Callable[[str], None]) -> list[int]:
