@@ -3,7 +3,7 @@ import numpy as np
 import pytest
 import torch
 
-from ezero_async.learner.support import Support, h, h_inv
+from ezero_async.learner.support import EPS, Support, h, h_inv
 
 
 def test_h_matches_formula_and_inverse_is_exact():
@@ -57,3 +57,22 @@ def test_scalar_from_logits_on_uniform_and_peaked_logits():
     assert support.scalar_from_logits(logits).item() == pytest.approx(h_inv(torch.tensor(7.0)).item(), abs=1e-4)
     with pytest.raises(ValueError):
         support.scalar_from_logits(torch.zeros(2, 600))
+
+
+def test_h_inv_in_place_keeps_the_formula_bit_for_bit():
+    y = torch.randn(10_000, dtype=torch.float64) * 40.0
+    root = (torch.sqrt(1.0 + 4.0 * EPS * (y.abs() + 1.0 + EPS)) - 1.0) / (2.0 * EPS)
+    formula = torch.sign(y) * (root * root - 1.0)
+    before = y.clone()
+    assert torch.equal(h_inv(y), formula)
+    assert torch.equal(y, before)  # the input is not modified
+
+
+def test_scalars_from_logits_in_one_pass_equal_one_at_a_time():
+    support = Support(30)
+    generator = torch.Generator().manual_seed(0)
+    a, b = torch.randn(4, 61, generator=generator) * 3, torch.randn(7, 61, generator=generator) * 3
+    together = support.scalars_from_logits(a, b)
+    assert [t.shape for t in together] == [(4,), (7,)]
+    assert torch.equal(together[0], support.scalar_from_logits(a))
+    assert torch.equal(together[1], support.scalar_from_logits(b))

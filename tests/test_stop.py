@@ -35,3 +35,14 @@ def test_a_run_stopped_by_a_group_signal_resumes_to_the_end(tmp_path):
                                   start_timeout=120.0, stop_timeout=60.0, resume_timeout=300.0)
     assert result.problems(signum) == [], result
     assert result.resumed
+
+
+def test_a_group_signal_stops_a_run_whose_learner_is_a_process(tmp_path):
+    """The learner process ignores the group's signal; the run stops it in order, writes the
+    exit checkpoint with its last update, leaves no process behind, and resumes to the end."""
+    args = ["--game", "CartPole", "--preset", "smoke", "--set", "learner.isolation=process"]
+    for signum, at in ((signal.SIGTERM, 3.0), (signal.SIGINT, 5.0)):
+        result = stop_check.run_trial([*args, "--env-steps", "1500"], tmp_path / f"run-{signum}", signum, at,
+                                      resume=signum == signal.SIGINT, start_timeout=120.0, stop_timeout=60.0,
+                                      resume_timeout=300.0)
+        assert result.problems(signum) == [], result

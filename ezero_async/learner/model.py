@@ -137,8 +137,8 @@ class EfficientZeroNet(nn.Module):
         (next latent, new (h, c), value prefix float32[B], value float32[B], policy logits)."""
         next_latent, state, vp_logits, value_logits, policy_logits = self.recurrent_inference(
             latent, lstm_state, action, reset_mask)
-        return (next_latent, state, self.support.scalar_from_logits(vp_logits),
-                self.support.scalar_from_logits(value_logits), policy_logits)
+        value_prefix, value = self.support.scalars_from_logits(vp_logits, value_logits)
+        return next_latent, state, value_prefix, value, policy_logits
 
     # ------------------------------------------------------------ consistency branch
 

@@ -17,9 +17,9 @@ tensors would each take a shared-memory file and a hand-off thread): right for t
 small batches and nets (a CartPole batch is about 100 KB, its weights 0.7 MB), wrong for
 Atari-sized batches on a GPU, which keep the thread.
 
-The child ignores SIGINT (a terminal's Ctrl-C reaches the whole group; the run stops it in
-order, so the exit checkpoint holds its last update) and stops by itself, dropping the update
-in progress, if the run's process dies.
+The child ignores SIGINT and SIGTERM (a terminal's Ctrl-C or a scheduler's stop reaches the
+whole process group; the run stops the child in order, so the exit checkpoint holds its last
+update) and stops by itself, dropping the update in progress, if the run's process dies.
 """
 from __future__ import annotations
 
@@ -251,7 +251,8 @@ class _Publisher:
 
 def _child_main(recipe: LearnerRecipe, state: bytes, batches: Any, results: Any, stop: Any, drop: Any,
                 newest: dict[str, int | None], num_threads: int, checkpoint_interval: int, parent: int) -> None:
-    signal.signal(signal.SIGINT, signal.SIG_IGN)  # the run stops this process in order (see the module doc)
+    for signum in (signal.SIGINT, signal.SIGTERM):  # the run stops this process in order (module doc)
+        signal.signal(signum, signal.SIG_IGN)
     try:
         learner = recipe.build()
         learner.load_state_dict(_unpack(state))

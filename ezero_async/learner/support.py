@@ -24,16 +24,18 @@ def h_inv(y: torch.Tensor) -> torch.Tensor:
     """y: float[...] -> float[...] (same dtype): the exact inverse of h (solves the quadratic in
     sqrt(|x| + 1))."""
     y64 = y.double()
-    root = (torch.sqrt(1.0 + 4.0 * EPS * (y64.abs() + 1.0 + EPS)) - 1.0) / (2.0 * EPS)
-    x = torch.sign(y64) * (root * root - 1.0)
+    # (sqrt(1 + 4 EPS (|y| + 1 + EPS)) - 1) / (2 EPS), in place and in that order: for the [B]
+    # tensors of a search call the op count is the cost (two thirds of it before).
+    root = y64.abs().add_(1.0).add_(EPS).mul_(4.0 * EPS).add_(1.0).sqrt_().sub_(1.0).div_(2.0 * EPS)
+    x = root.mul_(root).sub_(1.0).mul_(torch.sign(y64))
     return x.to(y.dtype)
 
 
 class Support:
     """The bins -S..S of one support and the conversions to and from them.
 
-    Holds no device state: every method follows the device of its input, so one object serves
-    the learner and the inference threads.
+    Every method follows the device of its input, so one object serves the learner and the
+    inference threads (its float64 bins are cached per device).
     """
 
     def __init__(self, support_size: int) -> None:
@@ -41,6 +43,8 @@ class Support:
             raise ValueError(f"support_size must be >= 1, got {support_size}")
         self.size = int(support_size)
         self.num_bins = 2 * self.size + 1
+        self._bins: dict[torch.device, torch.Tensor] = {}
+        """float64 bins -S..S per device."""
 
     def two_hot(self, x: torch.Tensor) -> torch.Tensor:
         """x: float[N] scalars -> float32[N, 2S+1] target distributions phi(x): h(x) clamped to
@@ -62,7 +66,10 @@ class Support:
     def scalar_from_probs(self, probs: torch.Tensor) -> torch.Tensor:
         """probs: float[N, 2S+1] distributions -> float32[N]: h_inv(sum probs * bins)."""
         self._check_bins(probs)
-        bins = torch.arange(-self.size, self.size + 1, dtype=torch.float64, device=probs.device)
+        bins = self._bins.get(probs.device)
+        if bins is None:  # a race only builds the same tensor twice
+            bins = self._bins[probs.device] = torch.arange(-self.size, self.size + 1, dtype=torch.float64,
+                                                           device=probs.device)
         return h_inv(probs.double() @ bins).float()
 
     def scalar_from_logits(self, logits: torch.Tensor) -> torch.Tensor:
@@ -70,6 +77,12 @@ class Support:
         No host sync: the result stays on the logits' device."""
         self._check_bins(logits)
         return self.scalar_from_probs(torch.softmax(logits.float(), dim=-1))
+
+    def scalars_from_logits(self, *logits: torch.Tensor) -> tuple[torch.Tensor, ...]:
+        """scalar_from_logits of several float[N_i, 2S+1] tensors in one pass (a search call
+        converts value prefix and value together: half the small ops)."""
+        joined = self.scalar_from_logits(torch.cat([t.float() for t in logits]))
+        return joined.split([t.shape[0] for t in logits])
 
     def _check_bins(self, t: torch.Tensor) -> None:
         if t.dim() != 2 or t.shape[1] != self.num_bins:
