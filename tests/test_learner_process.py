@@ -1,7 +1,6 @@
 """The learner in a child process (learner.isolation = 'process'): the same updates, versions and
 callbacks as the thread, its errors and its death reach the run, a stop keeps its last update,
 and a whole run is bit-identical to a thread run."""
-import json
 import os
 import signal
 import threading
@@ -19,6 +18,7 @@ from ezero_async.learner.process import LearnerProcess, LearnerRecipe, batch_que
 from ezero_async.learner.synthetic import random_batch
 from ezero_async.learner.weights import WeightStore
 from ezero_async.runtime.trainer import learner_in_process, train
+from test_runtime import summary_without_wall_clock
 
 SHAPE, ACTIONS = (4,), 2
 
@@ -148,16 +148,9 @@ def test_process_isolation_is_for_the_cpu():
         build_config("smoke", "CartPole", {"learner.isolation": "fork"}).check()
 
 
-def _summary(run_dir):
-    summary = json.loads((run_dir / "summary.json").read_text())
-    for key in ("wall_time_s", "throughput", "timing_s"):
-        summary.pop(key)
-    return summary
-
-
 def test_a_serial_run_is_bit_identical_with_the_learner_in_a_process(tmp_path):
     overrides = {"runtime.serial": True, "runtime.num_envs": 3, "tracking.aim": False}
     train(build_config("smoke", "CartPole", overrides), tmp_path / "thread", "cpu")
     train(build_config("smoke", "CartPole", {**overrides, "learner.isolation": "process"}), tmp_path / "process",
           "cpu")
-    assert _summary(tmp_path / "thread") == _summary(tmp_path / "process")
+    assert summary_without_wall_clock(tmp_path / "thread") == summary_without_wall_clock(tmp_path / "process")

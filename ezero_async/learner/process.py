@@ -41,7 +41,8 @@ import torch
 from ezero_async.config.sections import LearnerConfig, ModelConfig
 from ezero_async.learner.learner import Learner, LossStats, UpdateResult
 from ezero_async.learner.model import build_model
-from ezero_async.learner.thread import LearnerThread, PrioritiesCallback, checkpoint_snapshot, host_copy
+from ezero_async.learner.thread import (LearnerThread, PrioritiesCallback, StoredError, checkpoint_snapshot,
+                                        host_copy)
 from ezero_async.learner.weights import StateDict, WeightStore
 
 POLL_S = 0.05
@@ -83,13 +84,14 @@ class LearnerRecipe:
                        priority_eps=self.priority_eps)
 
 
-class LearnerProcess:
+class LearnerProcess(StoredError):
     """Runs `learner`'s updates in a child process on the batches of `batches` (from
     batch_queue()). `learner` is the run's Learner as built and restored here: the child builds
     its twin from `recipe` and loads `learner`'s state, so both start identical; afterwards the
     local one is stale (use `step` and snapshot()).
 
     Arguments and callbacks as LearnerThread's; callbacks run on this object's receiver thread.
+    check() re-raises the child's error with the child's traceback attached as a note.
     """
 
     def __init__(self, learner: Learner, recipe: LearnerRecipe, batches: Any, *, on_priorities: PrioritiesCallback,
@@ -157,15 +159,6 @@ class LearnerProcess:
             # would wait to flush them into a pipe without a reader).
             self.batches.cancel_join_thread()
         self.check()
-
-    def check(self) -> None:
-        """Re-raise the child's error (its traceback attached as a note) on the caller's thread."""
-        if self._error is not None:
-            raise self._error
-
-    @property
-    def error(self) -> BaseException | None:
-        return self._error
 
     def is_alive(self) -> bool:
         return self._receiver.is_alive() or self._process.is_alive()

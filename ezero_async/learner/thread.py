@@ -27,7 +27,22 @@ PrioritiesCallback = Callable[[np.ndarray, np.ndarray], None]
 """(indices int64[B], priorities float32[B]) -> None, called on the learner thread."""
 
 
-class LearnerThread:
+class StoredError:
+    """An error a worker stored for its caller: check() re-raises it on the caller's thread."""
+
+    _error: BaseException | None = None
+
+    def check(self) -> None:
+        """Re-raise the stored exception (its original traceback intact), if any."""
+        if self._error is not None:
+            raise self._error
+
+    @property
+    def error(self) -> BaseException | None:
+        return self._error
+
+
+class LearnerThread(StoredError):
     """Runs `learner` on batches from `batches` (a bounded queue.Queue of TrainingBatch; None
     ends the thread after the current step).
 
@@ -87,15 +102,6 @@ class LearnerThread:
         """Wait for the thread to end, then re-raise its error, if any."""
         self._thread.join(timeout)
         self.check()
-
-    def check(self) -> None:
-        """Re-raise the thread's exception (with its original traceback) on the caller's thread."""
-        if self._error is not None:
-            raise self._error
-
-    @property
-    def error(self) -> BaseException | None:
-        return self._error
 
     def is_alive(self) -> bool:
         return self._thread.is_alive()
