@@ -6,8 +6,10 @@
       --final-min 6.1 --max-fallback-std 1
   python tools/check_learning.py --report runs/learning-CartPole-cartpole-*/seed-*   # judge existing runs
 
-Each seed is one `python -m ezero_async.main` process (`--parallel` at a time, default 2: the
-runs use one torch thread per busy thread, so two runs fill two cores). The report gives per
+Each seed is one `python -m ezero_async.main` run (`--parallel` at a time, default 2: the runs
+use one torch thread per busy thread, so two runs fill two cores; with the learner in its own
+process, as the CPU presets run it, one run alone uses about 1.5 cores and `--parallel 1` gives
+each run's wall time its own machine). The report gives per
 seed the final evaluation (the final test, `runtime.final_eval_episodes` episodes), the best, the
 HELD figure (the minimum of the last three evaluations, the final one included), the env steps
 at which the return first reached `--reach`, the largest fall after the peak, and the wall
@@ -247,7 +249,7 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     p.add_argument("--preset", default=None, help="default cartpole (with --report: the runs' preset)")
     p.add_argument("--seeds", type=int, default=3, help="number of seeds (first-seed, first-seed + 1, ...)")
     p.add_argument("--first-seed", type=int, default=1)
-    p.add_argument("--parallel", type=int, default=2, help="runs at a time (default 2: one per core)")
+    p.add_argument("--parallel", type=int, default=2, help="runs at a time (default 2: most seeds per hour; 1: the shortest run)")
     p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="config override for every seed")
     p.add_argument("--out", type=Path, default=None, help="folder of the seeds' run dirs and the report")
     p.add_argument("--report", type=Path, nargs="+", default=None, metavar="RUN_DIR",
