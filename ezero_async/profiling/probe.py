@@ -4,8 +4,8 @@ The probe is a Monitor sink, so the stage figures it aggregates are exactly thos
 file and the Aim dashboard get (timing/, batcher/, queue/, throughput/). It adds what only
 the operating system knows, read at the measurement window's start and end: busy share of
 each CPU core, CPU time of each thread of this process by its Python name (the event loop is
-MainThread; a learner process counts as one thread), and CPU time of the env worker processes. With CUDA, `nvidia-smi` runs beside
-the training and samples GPU utilisation every 500 ms.
+MainThread; a learner process counts as one thread), and CPU time of the env worker processes.
+With CUDA, `nvidia-smi` runs beside the training and samples GPU utilisation every 500 ms.
 
 The window opens `warmup_s` after steady state begins: the learner has updated and self-play
 collects again after the learner's warm-up (start-up, the random-policy phase, the warm-up
@@ -60,16 +60,19 @@ class CpuClock:
         for child in process.children(recursive=True):
             try:  # spawned workers only: not nvidia-smi, py-spy or multiprocessing's resource tracker
                 if child.pid in learners:  # learner.isolation 'process': counted as a thread of the run
-                    times = child.cpu_times()
-                    threads[LEARNER_PROCESS] = threads.get(LEARNER_PROCESS, 0.0) + times.user + times.system
+                    threads[LEARNER_PROCESS] = threads.get(LEARNER_PROCESS, 0.0) + _cpu_seconds(child)
                 elif any("spawn_main" in part for part in child.cmdline()):
-                    times = child.cpu_times()
-                    workers[child.pid] = times.user + times.system
+                    workers[child.pid] = _cpu_seconds(child)
             except (psutil.NoSuchProcess, psutil.ZombieProcess):  # ended between the listing and the read
                 continue
         cores = [(t.user + t.nice + t.system + t.irq + t.softirq + t.steal, sum(t))
                  for t in psutil.cpu_times(percpu=True)]
         return cls(time.monotonic(), cores, threads, workers)
+
+
+def _cpu_seconds(process: psutil.Process) -> float:
+    times = process.cpu_times()
+    return times.user + times.system
 
 
 @dataclass

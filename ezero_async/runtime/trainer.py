@@ -123,7 +123,7 @@ async def _train(config: RunConfig, run_dir: Path, device: torch.device, resume:
                  stop_when: Callable[[], str | None] | None) -> dict[str, Any]:
     started = time.monotonic()
     game = resolve_game(config.env.game, config.env.family)
-    learner_in_process(config.learner, device)  # a bad combination fails before anything starts
+    learner_process = learner_in_process(config.learner, device)  # a bad combination fails before anything starts
     checkpoint = _resume_point(run_dir) if resume else None
     run_dir.mkdir(parents=True, exist_ok=True)
     write_text_atomic(run_dir / "config.json", json.dumps(config_to_dict(config), indent=2))
@@ -199,7 +199,7 @@ async def _train(config: RunConfig, run_dir: Path, device: torch.device, resume:
         callbacks = dict(on_priorities=on_priorities, online=online, target=target, on_error=on_error,
                          on_step=lambda r: losses.add(r.stats), on_checkpoint=on_checkpoint,
                          checkpoint_interval=config.tracking.checkpoint_interval)
-        if learner_in_process(lc, device):
+        if learner_process:
             batches = batch_queue(lc.queue_size)
             recipe = LearnerRecipe(config.model, tuple(spec.shape), stack, num_actions, lc, seed,
                                    config.replay.priority_eps)
