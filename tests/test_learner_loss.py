@@ -76,13 +76,14 @@ def test_masked_positions_do_not_change_the_loss(game, shape, actions):
 def test_latent_gradient_hook_halves_the_gradient_per_dynamics_step(monkeypatch):
     # Only the value-prefix term at k = 1 is live, so every gradient reaching the representation
     # passes through s_1 exactly once: the hook must halve it; the value-prefix head sits after
-    # s_1 and is untouched.
+    # s_1 and is untouched. Eval mode: in train mode the head's batch statistics span all K
+    # positions, so the masked ones would pass gradient through s_2.. as well.
     _, lcfg, model, batch = _setup("CartPole", (4,), 2, value_loss_coeff=0.0, policy_loss_coeff=0.0,
                                    consistency_coeff=0.0)
     mask = np.zeros_like(batch.mask)
     mask[:, :2] = 1.0
     batch = batch._replace(mask=mask, value_mask=mask)
-    model.train()
+    model.eval()
 
     def grads(scale):
         monkeypatch.setattr(loss_mod, "LATENT_GRAD_SCALE", scale)
@@ -204,3 +205,38 @@ def test_optimizer_choice_builds_it_and_trains(name, kind):
     before = [p.detach().clone() for p in model.parameters()]
     learner.train_step(BatchMover(CPU).stage(batch._replace(step=0)))
     assert any(not torch.equal(a, p) for a, p in zip(before, model.parameters()))
+
+
+def test_value_prefix_head_sees_every_unroll_position_in_one_batch():
+    """A reward of 1 at every step: the value-prefix targets are 1, 2, ..., K for every sample,
+    so only the position tells them apart. Trained in train mode, the eval-mode head (running
+    BatchNorm statistics, as acting and reanalysis read it) must predict each position's prefix.
+    With the head applied per position, batch statistics of one position remove the mean that
+    encodes it, and eval mode predicted prefixes stuck near the middle of 1..K."""
+    cfg, lcfg, model, batch = _setup("CartPole", (4,), 2, batch_size=64, seed=3, random_heads=False)
+    k = lcfg.unroll_steps
+    assert lcfg.lstm_horizon >= k  # one LSTM segment: VP_k = k
+    rng = np.random.default_rng(3)
+    batch = batch._replace(mask=np.ones_like(batch.mask), value_mask=np.ones_like(batch.value_mask),
+                           target_value_prefix=np.tile(np.arange(1, k + 1, dtype=np.float32), (64, 1)))
+    optimizer = torch.optim.Adam(model.parameters(), lr=3e-3)
+    model.train()
+    for step in range(250):
+        obs = rng.standard_normal(batch.obs.shape).astype(np.float32)
+        actions = rng.integers(0, 2, size=batch.actions.shape)
+        staged = BatchMover(CPU).stage(batch._replace(obs=obs, actions=actions))
+        optimizer.zero_grad()
+        unrolled_loss(model, staged, lcfg, cfg.env.frame_stack, augment=False).loss.backward()
+        optimizer.step()
+    model.eval()
+    with torch.no_grad():
+        roots = rng.standard_normal((256, 4 * cfg.env.frame_stack))
+        latent, _, _ = model.initial_inference_scalar(torch.as_tensor(roots, dtype=torch.float32))
+        state = model.initial_lstm_state(256, "cpu")
+        predicted = []
+        for depth in range(k):
+            action = torch.as_tensor(rng.integers(0, 2, size=256))
+            latent, state, prefix, _, _ = model.recurrent_inference_scalar(
+                latent, state, action, torch.full((256,), depth == 0, dtype=torch.bool))
+            predicted.append(prefix.mean().item())
+    np.testing.assert_allclose(predicted, np.arange(1, k + 1), atol=0.35)

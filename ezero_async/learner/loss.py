@@ -87,22 +87,27 @@ def unrolled_loss(model: EfficientZeroNet, batch: DeviceBatch, cfg: LearnerConfi
         target_proj = [model.project(model.initial_inference(t)[0], with_predictor=False) for t in targets]
 
     latent, value_logits, policy_logits = model.initial_inference(first)
-    values, policies, prefixes, consistency = [value_logits], [policy_logits], [], []
+    values, policies, consistency = [value_logits], [policy_logits], []
     state = model.initial_lstm_state(b, device, dtype=torch.float32)
     reset = torch.ones(b, dtype=torch.bool, device=device)
     keep = torch.zeros(b, dtype=torch.bool, device=device)
+    hidden = []
     for k in range(1, k_steps + 1):
         # The parent at depth k-1 is a reset node iff (k-1) % H == 0 (the root included).
-        latent, state, vp_logits, value_logits, policy_logits = model.recurrent_inference(
-            latent, state, batch.actions[:, k - 1], reset if (k - 1) % horizon == 0 else keep)
+        latent, state = model.dynamics_step(latent, state, batch.actions[:, k - 1],
+                                            reset if (k - 1) % horizon == 0 else keep)
         if latent.requires_grad:
             latent.register_hook(_scale_grad)
+        value_logits, policy_logits = model.prediction(latent)
         values.append(value_logits)
         policies.append(policy_logits)
-        prefixes.append(vp_logits)
+        hidden.append(state[0])
         online = model.project(latent, with_predictor=True).float()
         consistency.append((F.normalize(online, dim=-1, eps=1e-5)
                             * F.normalize(target_proj[k - 1].float(), dim=-1, eps=1e-5)).sum(-1))
+
+    # The value-prefix head once over all K positions (see EfficientZeroNet.value_prefix_logits).
+    prefixes = model.value_prefix_logits(torch.cat(hidden)).view(k_steps, b, -1).unbind(0)
 
     bins = support.num_bins
     value_target = support.two_hot(batch.target_value.reshape(-1)).view(b, k_steps + 1, bins)

@@ -115,14 +115,26 @@ class EfficientZeroNet(nn.Module):
         Returns (next latent, new (h, c), value-prefix logits float[B, 2S+1],
         value logits float[B, 2S+1], policy logits float[B, A]).
         """
-        keep = ~reset_mask.view(-1, 1)
-        h, c = lstm_state
-        # torch.where (not a multiply) so a reset also clears non-finite garbage in unused rows.
-        state = (torch.where(keep, h, torch.zeros((), dtype=h.dtype, device=h.device)),
-                 torch.where(keep, c, torch.zeros((), dtype=c.dtype, device=c.device)))
-        next_latent, value_prefix_logits, new_state = self.dynamics(latent, action, state)
+        next_latent, value_prefix_logits, new_state = self.dynamics(latent, action, _reset(lstm_state, reset_mask))
         value_logits, policy_logits = self.prediction(next_latent)
         return next_latent, new_state, value_prefix_logits, value_logits, policy_logits
+
+    def dynamics_step(self, latent: torch.Tensor, lstm_state: LstmState, action: torch.Tensor,
+                      reset_mask: torch.Tensor) -> tuple[torch.Tensor, LstmState]:
+        """recurrent_inference's dynamics alone: (next latent, new (h, c)), no heads. The learner
+        unrolls with it and applies value_prefix_logits to all K positions' h at once."""
+        return self.dynamics.step(latent, action, _reset(lstm_state, reset_mask))
+
+    def value_prefix_logits(self, h: torch.Tensor) -> torch.Tensor:
+        """h: float[N, lstm_hidden] from dynamics_step (any mix of positions) -> logits float[N, 2S+1].
+
+        In the learner N = K*B, every unroll position in one batch: in train mode the head's
+        BatchNorms then normalise with statistics over all positions, which are what their
+        running statistics average and every eval-mode call reads. Called per position (batch
+        statistics of position k alone), the head could not tell positions apart by their mean,
+        and in eval mode it predicted prefixes that stop growing after two steps
+        (docs/learning.md)."""
+        return self.dynamics.value_prefix.logits(h)
 
     def initial_inference_scalar(self, obs: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """As initial_inference, with the value as float32[B] (support -> scalar on the device,
@@ -199,3 +211,12 @@ def build_model(model_cfg: ModelConfig, obs_shape: Sequence[int], frame_stack: i
 
 def count_parameters(module: nn.Module) -> int:
     return sum(p.numel() for p in module.parameters())
+
+
+def _reset(lstm_state: LstmState, reset_mask: torch.Tensor) -> LstmState:
+    """(h, c) with rows where reset_mask (bool[B]) is True replaced by zeros."""
+    keep = ~reset_mask.view(-1, 1)
+    h, c = lstm_state
+    # torch.where (not a multiply) so a reset also clears non-finite garbage in unused rows.
+    return (torch.where(keep, h, torch.zeros((), dtype=h.dtype, device=h.device)),
+            torch.where(keep, c, torch.zeros((), dtype=c.dtype, device=c.device)))

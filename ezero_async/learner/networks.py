@@ -17,7 +17,10 @@ LstmState = tuple[torch.Tensor, torch.Tensor]
 
 
 class ValuePrefixHead(nn.Module):
-    """features -> LSTM cell -> BN -> ReLU -> BN MLP -> value-prefix logits."""
+    """features -> LSTM cell -> BN -> ReLU -> BN MLP -> value-prefix logits.
+
+    `cell` and `logits` are the two halves: the learner runs the cell step by step and the
+    BatchNorm'd half once over all unroll positions (EfficientZeroNet.unroll)."""
 
     def __init__(self, features: int, lstm_hidden: int, hidden: Sequence[int], bins: int, momentum: float,
                  activation: str = "relu") -> None:
@@ -26,10 +29,13 @@ class ValuePrefixHead(nn.Module):
         self.bn = nn.BatchNorm1d(lstm_hidden, momentum=momentum)
         self.mlp = bn_mlp(lstm_hidden, hidden, bins, momentum, zero_last=True, activation=activation)
 
-    def forward(self, features: torch.Tensor, state: LstmState) -> tuple[torch.Tensor, LstmState]:
-        """features: float[B, F], state: (h, c) float[B, lstm_hidden] -> (logits float[B, bins], new state)."""
-        h, c = self.lstm(features, state)
-        return self.mlp(F.relu(self.bn(h))), (h, c)
+    def cell(self, features: torch.Tensor, state: LstmState) -> LstmState:
+        """features: float[B, F], state: (h, c) float[B, lstm_hidden] -> the new (h, c)."""
+        return self.lstm(features, state)
+
+    def logits(self, h: torch.Tensor) -> torch.Tensor:
+        """h: float[N, lstm_hidden] (any positions) -> value-prefix logits float[N, bins]."""
+        return self.mlp(F.relu(self.bn(h)))
 
 
 # ---------------------------------------------------------------- image latents [B, C, h, w]
@@ -91,6 +97,11 @@ class ImageDynamics(nn.Module):
                 state: LstmState) -> tuple[torch.Tensor, torch.Tensor, LstmState]:
         """latent: float[B, C, h, w], action: int64[B], state: (h, c) float[B, lstm_hidden]
         -> (next latent float[B, C, h, w], value-prefix logits float[B, bins], new state)."""
+        next_latent, new_state = self.step(latent, action, state)
+        return next_latent, self.value_prefix.logits(new_state[0]), new_state
+
+    def step(self, latent: torch.Tensor, action: torch.Tensor, state: LstmState) -> tuple[torch.Tensor, LstmState]:
+        """forward without the value-prefix logits: (next latent, new (h, c))."""
         b, _, height, width = latent.shape
         plane = (action.to(latent.dtype) / self.num_actions).view(b, 1, 1, 1).expand(b, 1, height, width)
         if self.embed is not None:
@@ -100,8 +111,7 @@ class ImageDynamics(nn.Module):
         if self.normalize:
             next_latent = minmax_scale(next_latent)
         features = F.relu(self.reduce_bn(self.reduce(next_latent))).flatten(1)
-        logits, new_state = self.value_prefix(features, state)
-        return next_latent, logits, new_state
+        return next_latent, self.value_prefix.cell(features, state)
 
 
 class ImagePrediction(nn.Module):
@@ -152,12 +162,16 @@ class VectorDynamics(nn.Module):
                 state: LstmState) -> tuple[torch.Tensor, torch.Tensor, LstmState]:
         """latent: float[B, L], action: int64[B], state: (h, c) -> (next latent float[B, L],
         value-prefix logits float[B, bins], new state)."""
+        next_latent, new_state = self.step(latent, action, state)
+        return next_latent, self.value_prefix.logits(new_state[0]), new_state
+
+    def step(self, latent: torch.Tensor, action: torch.Tensor, state: LstmState) -> tuple[torch.Tensor, LstmState]:
+        """forward without the value-prefix logits: (next latent, new (h, c))."""
         one_hot = F.one_hot(action, self.num_actions).to(latent.dtype)
         next_latent = F.relu(self.mlp(torch.cat([latent, one_hot], dim=1)) + latent)
         if self.normalize:
             next_latent = minmax_scale(next_latent)
-        logits, new_state = self.value_prefix(next_latent, state)
-        return next_latent, logits, new_state
+        return next_latent, self.value_prefix.cell(next_latent, state)
 
 
 class VectorPrediction(nn.Module):
