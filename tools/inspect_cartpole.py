@@ -2,12 +2,18 @@
 
   python tools/inspect_cartpole.py RUN_DIR/checkpoints/step-000005000.pt --episodes 3
 
-Per episode (seeds 0..N-1, argmax of a noise-free search with the run's search config): its
-length and why it ended (cart off the track, pole down, or the 500-step cap), the eval-mode value
-V at the first state against the discounted return actually collected from there (the value
-the search needs), and a few states along the way with their visit counts, one-step Q of both
-actions and policy prior. Then V(x, v) at a balanced pole (theta = omega = 0): a value function
-that has learned the track's edges falls towards x = +-2.4, more so when moving outward.
+Per episode (seeds 0..N-1, argmax of a noise-free search with the run's search config, or with
+--act q the argmax of the model's one-step Q): its length and why it ended (cart off the track,
+pole down, or the 500-step cap), the eval-mode value V at the first state against the discounted
+return actually collected from there (the value the search needs), and a few states along the
+way with their visit counts, one-step Q of both actions and policy prior. If the one-step Q plays
+better than the search, the tree's deeper values mislead it.
+
+Then the model unrolled along the played actions from every state: the reward it predicts at
+each depth (value-prefix differences, as the tree reads them; CartPole pays 1 per step) and its
+value against the value of the state actually reached. Last, V(x, v) at a balanced pole
+(theta = omega = 0): a value function that has learned the track's edges falls towards x = +-2.4,
+more so when moving outward.
 """
 from __future__ import annotations
 
@@ -68,30 +74,62 @@ class Player:
         out = batched_search(logits.numpy().astype(np.float32), recurrent, self.config.search, noise=None, seed=0)
         return out.visit_counts[0]
 
+    def unroll(self, states: np.ndarray, actions: np.ndarray, depth: int) -> tuple[np.ndarray, np.ndarray]:
+        """From states float[N, 4], the model stepped along actions int[N, depth] as the search
+        does (LSTM reset every lstm_horizon steps): (reward float[N, depth] = value-prefix
+        differences, value float[N, depth] of the latent after each step)."""
+        horizon = self.config.search.lstm_horizon
+        n = len(states)
+        rewards, values = np.empty((n, depth)), np.empty((n, depth))
+        with torch.no_grad():
+            latent, _, _ = self.model.initial_inference_scalar(torch.as_tensor(states, dtype=torch.float32))
+            lstm = self.model.initial_lstm_state(n, "cpu")
+            previous = torch.zeros(n)
+            for k in range(depth):
+                reset = k % horizon == 0
+                latent, lstm, prefix, value, _ = self.model.recurrent_inference_scalar(
+                    latent, lstm, torch.as_tensor(actions[:, k]), torch.full((n,), reset))
+                rewards[:, k] = (prefix - (0.0 if reset else previous)).numpy()
+                values[:, k] = value.numpy()
+                previous = prefix
+        return rewards, values
+
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("checkpoint", type=Path)
     parser.add_argument("--episodes", type=int, default=3)
     parser.add_argument("--rows", type=int, default=6, help="states printed per episode")
+    parser.add_argument("--act", choices=("search", "q"), default="search",
+                        help="play by the search's visits (default) or by the model's one-step Q")
+    parser.add_argument("--depth", type=int, default=10, help="unroll depth of the model check")
     args = parser.parse_args(argv)
     torch.set_num_threads(1)
     player = Player(args.checkpoint)
     gamma = player.config.replay.discount
     env = gym.make("CartPole-v1", max_episode_steps=player.config.env.eval_max_episode_steps)
+    windows: list[tuple[np.ndarray, np.ndarray, np.ndarray]] = []  # (start states, actions, reached states)
     for episode in range(args.episodes):
         obs, _ = env.reset(seed=episode)
         trail = []
         while True:
             counts = player.search(obs)
             trail.append((obs, counts))
-            obs, _, terminated, truncated, _ = env.step(int(counts.argmax()))
+            action = int(counts.argmax()) if args.act == "search" else int(player.values(obs[None])[1][0].argmax())
+            obs, _, terminated, truncated, _ = env.step(action)
+            trail[-1] += (action,)
             if terminated or truncated:
                 break
         length = len(trail)
         why = ("the cap (truncated)" if truncated else "the cart off the track" if abs(obs[0]) > 2.4
                else "the pole down")
-        states = np.stack([s for s, _ in trail])
+        states = np.stack([s for s, _, _ in trail] + [obs])
+        played = np.array([a for _, _, a in trail])
+        starts = np.arange(len(trail) - args.depth + 1)
+        if len(starts) > 0:
+            steps = starts[:, None] + np.arange(args.depth)[None, :]
+            windows.append((states[starts], played[steps], states[steps + 1]))
+        states = states[:-1]
         v, q, prior = player.values(states)
         collected = (1 - gamma ** length) / (1 - gamma)  # reward 1 per step
         tail = " + the value of the last state (truncated)" if truncated else ""
@@ -101,6 +139,15 @@ def main(argv: list[str] | None = None) -> int:
             x, xv, th, om = states[t]
             print(f"  t={t:3d} x={x:+.2f} v={xv:+.2f} theta={th:+.3f} omega={om:+.2f} visits={trail[t][1].tolist()} "
                   f"V={v[t]:6.1f} Q=[{q[t, 0]:.1f}, {q[t, 1]:.1f}] prior=[{prior[t, 0]:.2f}, {prior[t, 1]:.2f}]")
+    if windows:
+        starts, actions, reached = (np.concatenate(part) for part in zip(*windows))
+        rewards, values = player.unroll(starts, actions, args.depth)
+        real = player.values(reached.reshape(-1, 4).astype(np.float32))[0].reshape(reached.shape[:2])
+        print(f"the model unrolled along the played actions from {len(starts)} states (true reward 1 per step):")
+        for k in range(args.depth):
+            gap = values[:, k] - real[:, k]
+            print(f"  depth {k + 1:2d}: reward {rewards[:, k].mean():5.2f}   value - value of the state reached "
+                  f"{gap.mean():+6.1f} (mean |.| {np.abs(gap).mean():5.1f})")
     xs, vs = np.array([-2.0, -1.0, 0.0, 1.0, 2.0]), np.array([-1.0, -0.5, 0.0, 0.5, 1.0])
     grid = np.array([[x, v, 0.0, 0.0] for x in xs for v in vs], np.float32)
     values = player.values(grid)[0].reshape(len(xs), len(vs))
