@@ -191,9 +191,30 @@ def test_amp_resolution_defaults_to_the_references_fp16_on_cuda_and_fp32_on_cpu(
     assert resolve_amp("fp16", cuda) == torch.float16
     assert resolve_amp("bf16", cuda) == torch.bfloat16
     assert resolve_amp("off", cuda) is None
-    assert all(resolve_amp(a, CPU) is None for a in ("auto", "bf16", "fp16", "off"))
+    assert all(resolve_amp(a, CPU) is None for a in ("auto", "fp16", "off"))
+    assert resolve_amp("bf16", CPU) == torch.bfloat16
     with pytest.raises(ValueError):
         resolve_amp("fp8", CPU)
+
+
+def test_bf16_update_on_cpu_runs_in_bf16_and_follows_the_fp32_update():
+    """learner.amp = 'bf16' autocasts the CPU update: the convolutions run in bf16, the weights
+    stay fp32, and every loss term stays within bf16's rounding of the fp32 update's."""
+    results = {}
+    for amp in ("off", "bf16"):
+        cfg, lcfg, model, batch = _setup("MinAtar/Breakout", (10, 10, 4), 3, batch_size=16, amp=amp)
+        seen = []
+        conv = next(m for m in model.modules() if isinstance(m, torch.nn.Conv2d))
+        conv.register_forward_hook(lambda _m, _i, out: seen.append(out.dtype))
+        learner = Learner(model, lcfg, CPU, frame_stack=cfg.env.frame_stack)
+        stats = learner.train_step(BatchMover(CPU).stage(batch)).stats
+        results[amp] = stats, torch.cat([p.detach().flatten() for p in model.parameters()]), set(seen)
+    (fp32, _, dt32), (bf16, w16, dt16) = results["off"], results["bf16"]
+    assert dt32 == {torch.float32} and dt16 == {torch.bfloat16}
+    assert w16.dtype == torch.float32  # autocast leaves the weights the optimiser steps in fp32
+    assert bf16.loss != fp32.loss  # it did compute in bf16
+    for name in ("loss", "value", "policy", "value_prefix", "consistency", "grad_norm"):
+        assert getattr(bf16, name) == pytest.approx(getattr(fp32, name), rel=0.02, abs=0.02), name
 
 
 @pytest.mark.parametrize("name,kind", [("sgd", torch.optim.SGD), ("adam", torch.optim.Adam)])

@@ -1,16 +1,19 @@
 """Before/after of the CUDA fast path, each pair measured in the same run on one device.
 
 - Search: one group of B roots (random network of the preset, A actions), pUCT with the preset's
-  simulations and Gumbel with 16, eager calls against CUDA graphs (`batcher.cuda_graphs`):
-  milliseconds per group and simulated roots per second.
+  simulations and Gumbel with 16, eager fp32 calls against eager bf16 autocast (`batcher.amp`)
+  and against CUDA graphs (`batcher.cuda_graphs`): milliseconds per group and simulated roots
+  per second.
 - Learner: updates/s of the preset's network at batch B for AMP off / fp16 (+ GradScaler) / bf16,
   with TF32 and channels-last off and on (`learner.amp`, `runtime.tf32`, `runtime.channels_last`).
 
     python tools/bench_fastpath.py --device cuda                  # atari100k: 96x96x3, A=18, B=256
     python tools/bench_fastpath.py --device cpu --quick           # the logic, on a small net (CI)
+    python tools/bench_fastpath.py --device cpu --preset minatar --frame 10,10,4 --actions 3 --roots 1024 --batch 64
 
-On a CPU the switches are no-ops and "graphs" runs the graphed path's static buffers eagerly, so
-its figures only show that every variant runs.
+On a CPU TF32 and channels-last are no-ops and "graphs" runs the graphed path's static buffers
+eagerly, so those figures only show that every variant runs; bf16 (inference and `learner.amp`)
+does run in bf16 there, fast where the CPU has AVX512-BF16 or AMX.
 """
 from __future__ import annotations
 
@@ -39,11 +42,12 @@ def _sync(device: torch.device) -> None:
         torch.cuda.synchronize(device)  # timing boundary
 
 
-def bench_search(args, device: torch.device, mode: str, simulations: int, graphs: bool) -> tuple[float, int]:
+def bench_search(args, device: torch.device, mode: str, simulations: int, graphs: bool,
+                 amp: str = "off") -> tuple[float, int]:
     """Median seconds per group of args.roots roots, and the captures made (0 eager)."""
     cfg = build_config(args.preset, None, {"search.mode": mode, "search.num_simulations": simulations,
                                            "batcher.max_batch": args.roots, "runtime.tf32": True,
-                                           "runtime.channels_last": True})
+                                           "runtime.channels_last": True, "batcher.amp": amp})
     apply_precision(cfg.runtime, device)
     stack = cfg.env.frame_stack
 
@@ -58,7 +62,7 @@ def bench_search(args, device: torch.device, mode: str, simulations: int, graphs
             p.normal_(0.0, 0.05)
     store = WeightStore(2, name="target")
     store.publish(0, model)
-    runner = ModelRunner(make, device, {"target": store}, inline=True)
+    runner = ModelRunner(make, device, {"target": store}, inline=True, amp=amp)
     service = SearchService(runner, cfg.search, cfg.batcher, args.actions, serial=True, graphs=graphs)
     rng = np.random.default_rng(0)
     shape = (args.roots, stack, *args.frame)
@@ -128,12 +132,14 @@ def main() -> None:
           f"learner batch {args.batch}; median of {args.repeats} after {args.warmup} warm-up; device {name}")
 
     base = build_config(args.preset, None, {})
-    print(f"{'search':<28} {'eager ms':>9} {'graphs ms':>10} {'speed-up':>9} {'graphs roots*sims/s':>20} captures")
+    print(f"{'search':<20} {'eager ms':>9} {'bf16 ms':>8} {'speed-up':>9} {'graphs ms':>10} {'speed-up':>9} "
+          f"{'graphs roots*sims/s':>20} captures")
     for mode, sims in (("pucb", base.search.num_simulations), ("gumbel", 16)):
         eager, _ = bench_search(args, device, mode, sims, graphs=False)
+        bf16, _ = bench_search(args, device, mode, sims, graphs=False, amp="bf16")
         graphed, captures = bench_search(args, device, mode, sims, graphs=True)
-        print(f"{mode + f' {sims} sims':<28} {eager * 1e3:>9.1f} {graphed * 1e3:>10.1f} {eager / graphed:>9.2f} "
-              f"{args.roots * sims / graphed:>20,.0f} {captures}")
+        print(f"{mode + f' {sims} sims':<20} {eager * 1e3:>9.1f} {bf16 * 1e3:>8.1f} {eager / bf16:>9.2f} "
+              f"{graphed * 1e3:>10.1f} {eager / graphed:>9.2f} {args.roots * sims / graphed:>20,.0f} {captures}")
 
     print(f"{'learner: amp, tf32, layout':<36} {'updates/s':>10} {'vs fp32':>8}")
     baseline = None

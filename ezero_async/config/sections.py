@@ -265,7 +265,9 @@ class LearnerConfig:
     """Random shift + intensity augmentation of image inputs."""
     amp: str = "auto"
     """Mixed precision of the update on CUDA: 'auto' = 'fp16' (autocast + GradScaler, as the
-    reference trains), 'bf16' (autocast, no scaler), or 'off'. CPU always trains in fp32."""
+    reference trains), 'bf16' (autocast, no scaler), or 'off'. On a CPU only 'bf16' autocasts
+    (on one with AVX512-BF16 a MinAtar-size conv update is ~1.3x faster); the others train in
+    fp32 there."""
     target_update_interval: int = 200
     """Target weights at step s are the online weights of step max(0, I*(s//I - 1))."""
     publish_interval: int = 100
@@ -320,6 +322,11 @@ class BatcherConfig:
     """Initial (representation) inferences run in chunks of at most this size (CPU peaks at 8-32)."""
     searches_in_flight: int = 2
     """Search groups run at once, one per inference thread (one group's tree work overlaps another's network calls)."""
+    amp: str = "off"
+    """Precision of every inference call (self-play and reanalysis searches, bootstrap values,
+    evaluation): 'off' = fp32 (TF32 on CUDA with runtime.tf32), 'bf16' = bf16 autocast
+    (convolutions and matmuls in bf16, outputs read back as fp32). On a CPU with AVX512-BF16 the
+    16-channel MinAtar convolutions run ~3x faster. Not with cuda_graphs (captured in fp32)."""
     cuda_graphs: bool = False
     """On CUDA, each group's initial inference and recurrent steps replay CUDA graphs captured at
     padded group sizes (powers of two from 8, and max_batch) instead of launching every kernel
@@ -328,6 +335,10 @@ class BatcherConfig:
 
     def check(self) -> None:
         _require(1 <= self.max_batch <= 65_536, "batcher.max_batch", "must be in [1, 65536]")
+        _require(self.amp in ("off", "bf16"), "batcher.amp", f"must be off or bf16, got {self.amp!r}")
+        _require(not (self.cuda_graphs and self.amp != "off"), "batcher.amp",
+                 "bf16 inference does not combine with batcher.cuda_graphs (graphs are captured in fp32): "
+                 "turn one of them off")
         _require(0.0 <= self.max_wait_ms <= 10_000.0, "batcher.max_wait_ms", "must be in [0, 10000]")
         _require(self.initial_chunk >= 1, "batcher.initial_chunk", "must be >= 1")
         _require(1 <= self.searches_in_flight <= 64, "batcher.searches_in_flight", "must be in [1, 64]")

@@ -8,6 +8,9 @@ simulation. On CUDA each thread runs on its own stream: one group's tree work ov
 kernels, and inference never queues behind the learner's. With `inline=True` (serial mode)
 calls run on the caller's thread, in order.
 
+With `amp` (batcher.amp) every call runs under autocast in that dtype: convolutions and matmuls
+in bf16, what the callers read back cast to fp32 as they copy it to the host.
+
 Weights: `lease(kind, version)` lends an eval-mode copy of the network holding that published
 version of the online, target or evaluation weights (loaded on first use, a few kept per kind;
 a copy in use by another thread is never reloaded under it).
@@ -27,17 +30,23 @@ from torch import nn
 
 from ezero_async.learner.weights import WeightStore
 
+AMP_DTYPES: dict[str, torch.dtype | None] = {"off": None, "bf16": torch.bfloat16}
+"""batcher.amp -> the autocast dtype of inference calls (None: fp32)."""
+
 MODELS_PER_KIND = 3
 """Weight versions kept loaded per kind when idle (copies in use are never evicted)."""
 
 
 class ModelRunner:
     def __init__(self, make_model: Callable[[], nn.Module], device: torch.device, stores: dict[str, WeightStore],
-                 *, inline: bool = False, num_threads: int = 1, workers: int = 1) -> None:
+                 *, inline: bool = False, num_threads: int = 1, workers: int = 1, amp: str = "off") -> None:
         if workers < 1:
             raise ValueError(f"workers must be >= 1, got {workers}")
+        if amp not in AMP_DTYPES:
+            raise ValueError(f"amp must be one of {sorted(AMP_DTYPES)}, got {amp!r}")
         self.make_model = make_model
         self.device = device
+        self.amp_dtype = AMP_DTYPES[amp]
         self.stores = stores
         self.inline = inline
         self.num_threads = num_threads
@@ -108,8 +117,10 @@ class ModelRunner:
 
     def _timed(self, fn: Callable[..., Any], args: tuple, cell: int = 0) -> Any:
         start = time.perf_counter()
+        autocast = (torch.autocast(self.device.type, dtype=self.amp_dtype) if self.amp_dtype is not None
+                    else contextlib.nullcontext())
         try:
-            with torch.inference_mode():
+            with torch.inference_mode(), autocast:
                 return fn(*args)
         finally:
             self._busy[cell] += time.perf_counter() - start

@@ -63,14 +63,17 @@ class PendingUpdate(NamedTuple):
 
 
 def resolve_amp(amp: str, device: torch.device) -> torch.dtype | None:
-    """The autocast dtype: None (fp32) on CPU or with 'off'; on CUDA 'auto' -> fp16 (with a
-    GradScaler, as the reference trains: no GPU measurement has yet shown bf16 to learn as well),
-    'bf16' -> bf16 without a scaler."""
+    """The autocast dtype: None (fp32) with 'off'; 'bf16' -> bf16 without a scaler; on CUDA
+    'auto' -> fp16 (with a GradScaler, as the reference trains: no GPU measurement has yet shown
+    bf16 to learn as well). On a CPU 'auto' and 'fp16' train in fp32 (fp16 has no fast CPU
+    kernels; bf16 has them where the CPU has AVX512-BF16 or AMX)."""
     if amp not in ("auto", "bf16", "fp16", "off"):
         raise ValueError(f"amp must be auto, bf16, fp16 or off, got {amp!r}")
-    if device.type != "cuda" or amp == "off":
+    if amp == "off":
         return None
-    return torch.bfloat16 if amp == "bf16" else torch.float16
+    if amp == "bf16":
+        return torch.bfloat16
+    return torch.float16 if device.type == "cuda" else None
 
 
 def make_optimizer(model: torch.nn.Module, cfg: LearnerConfig) -> torch.optim.Optimizer:
