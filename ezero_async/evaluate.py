@@ -218,7 +218,8 @@ async def play(config: Any, weights: dict[str, Any], checkpoint: str, max_steps:
         store = WeightStore(2, name="evaluation")
         store.publish(0, model)
         runner = ModelRunner(make_model, device, {"evaluation": store}, inline=rt.serial,
-                             workers=config.batcher.searches_in_flight, amp=config.batcher.amp)
+                             workers=config.batcher.searches_in_flight, amp=config.batcher.amp,
+                             amp_min_rows=config.batcher.amp_min_rows)
         service = SearchService(runner, config.search, config.batcher, pool.num_actions, serial=rt.serial)
         source = _FirstEpisode(pool) if record else pool
         print(banner, file=sys.stderr)

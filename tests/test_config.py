@@ -136,6 +136,7 @@ def test_unknown_key_suggests_close_match():
     ({"runtime.start_transitions": 10**9}, "runtime.start_transitions: must be <="),
     ({"learner.amp": "fp8"}, "learner.amp"),
     ({"batcher.amp": "fp16"}, "batcher.amp: must be off or bf16"),
+    ({"batcher.amp_min_rows": -1}, "batcher.amp_min_rows: must be >= 0"),
     ({"batcher.amp": "bf16", "batcher.cuda_graphs": True}, "batcher.amp: bf16 inference does not combine"),
     ({"search.mode": "alphazero"}, "search.mode: must be pucb or gumbel"),
     ({"replay.value_target": "mixed"}, "replay.value_target: 'mixed' needs runtime.reanalyse_fraction = 1"),

@@ -1,5 +1,5 @@
-"""batcher.amp: inference calls under bf16 autocast (ModelRunner) compute in bf16 and hand the
-searches fp32 numbers close to the fp32 path's."""
+"""batcher.amp: network calls under the runner's bf16 precision compute in bf16 and hand the
+searches fp32 numbers close to the fp32 path's; calls below batcher.amp_min_rows stay fp32."""
 import asyncio
 
 import numpy as np
@@ -16,7 +16,7 @@ from ezero_async.search import root_noise
 SHAPE, S, A = (10, 10, 4), 2, 3
 
 
-def _runner_and_service(amp: str, mode: str = "pucb") -> tuple[ModelRunner, SearchService]:
+def _runner_and_service(amp: str, mode: str = "pucb", min_rows: int = 0) -> tuple[ModelRunner, SearchService]:
     cfg = build_config("smoke", "MinAtar/Breakout", {"tracking.aim": False, "search.mode": mode,
                                                      "search.num_simulations": 6, "batcher.max_batch": 16,
                                                      "batcher.amp": amp})
@@ -31,7 +31,8 @@ def _runner_and_service(amp: str, mode: str = "pucb") -> tuple[ModelRunner, Sear
             p.normal_(0.0, 0.3)
     store = WeightStore(2, name="target")
     store.publish(0, model)
-    runner = ModelRunner(make, torch.device("cpu"), {"target": store}, inline=True, amp=cfg.batcher.amp)
+    runner = ModelRunner(make, torch.device("cpu"), {"target": store}, inline=True, amp=cfg.batcher.amp,
+                         amp_min_rows=min_rows)
     return runner, SearchService(runner, cfg.search, cfg.batcher, A, serial=True)
 
 
@@ -42,7 +43,7 @@ def _stacks(n: int) -> torch.Tensor:
 
 def _initial(runner: ModelRunner, obs: torch.Tensor):
     def call():
-        with runner.lease("target", 0) as model:
+        with runner.lease("target", 0) as model, runner.precision(len(obs)):
             return model.initial_inference_scalar(obs)
     return asyncio.run(runner.call(call))
 
@@ -74,6 +75,14 @@ def test_bf16_searches_return_fp32_results(mode):
     np.testing.assert_allclose(got.policies.sum(-1), 1.0, atol=1e-5)
     scale = float(np.abs(want.root_values).max())
     np.testing.assert_allclose(got.root_values, want.root_values, atol=0.1 * scale)
+
+
+def test_calls_below_the_minimum_rows_stay_fp32():
+    runner, _ = _runner_and_service("bf16", min_rows=64)
+    assert _initial(runner, _stacks(63))[0].dtype == torch.float32
+    assert _initial(runner, _stacks(64))[0].dtype == torch.bfloat16
+    off, _ = _runner_and_service("off")
+    assert _initial(off, _stacks(64))[0].dtype == torch.float32
 
 
 def test_unknown_inference_precision_is_refused():

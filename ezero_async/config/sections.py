@@ -327,6 +327,10 @@ class BatcherConfig:
     evaluation): 'off' = fp32 (TF32 on CUDA with runtime.tf32), 'bf16' = bf16 autocast
     (convolutions and matmuls in bf16, outputs read back as fp32). On a CPU with AVX512-BF16 the
     16-channel MinAtar convolutions run ~3x faster. Not with cuda_graphs (captured in fp32)."""
+    amp_min_rows: int = 64
+    """With batcher.amp, calls of fewer rows (small self-play groups) run in fp32: on a CPU a
+    bf16 recurrent step costs ~4 ms more per call than fp32 whatever its size, and is faster
+    only from about 64 rows (tools/bench_fastpath.py)."""
     cuda_graphs: bool = False
     """On CUDA, each group's initial inference and recurrent steps replay CUDA graphs captured at
     padded group sizes (powers of two from 8, and max_batch) instead of launching every kernel
@@ -336,6 +340,7 @@ class BatcherConfig:
     def check(self) -> None:
         _require(1 <= self.max_batch <= 65_536, "batcher.max_batch", "must be in [1, 65536]")
         _require(self.amp in ("off", "bf16"), "batcher.amp", f"must be off or bf16, got {self.amp!r}")
+        _require(self.amp_min_rows >= 0, "batcher.amp_min_rows", "must be >= 0")
         _require(not (self.cuda_graphs and self.amp != "off"), "batcher.amp",
                  "bf16 inference does not combine with batcher.cuda_graphs (graphs are captured in fp32): "
                  "turn one of them off")

@@ -8,8 +8,9 @@ simulation. On CUDA each thread runs on its own stream: one group's tree work ov
 kernels, and inference never queues behind the learner's. With `inline=True` (serial mode)
 calls run on the caller's thread, in order.
 
-With `amp` (batcher.amp) every call runs under autocast in that dtype: convolutions and matmuls
-in bf16, what the callers read back cast to fp32 as they copy it to the host.
+With `amp` (batcher.amp) the network calls of a job run under `precision(rows)`: bf16 autocast
+(convolutions and matmuls in bf16, read back as fp32) for calls of at least `amp_min_rows` rows,
+fp32 for smaller ones, where bf16's fixed cost per call outweighs its faster kernels.
 
 Weights: `lease(kind, version)` lends an eval-mode copy of the network holding that published
 version of the online, target or evaluation weights (loaded on first use, a few kept per kind;
@@ -39,7 +40,8 @@ MODELS_PER_KIND = 3
 
 class ModelRunner:
     def __init__(self, make_model: Callable[[], nn.Module], device: torch.device, stores: dict[str, WeightStore],
-                 *, inline: bool = False, num_threads: int = 1, workers: int = 1, amp: str = "off") -> None:
+                 *, inline: bool = False, num_threads: int = 1, workers: int = 1, amp: str = "off",
+                 amp_min_rows: int = 0) -> None:
         if workers < 1:
             raise ValueError(f"workers must be >= 1, got {workers}")
         if amp not in AMP_DTYPES:
@@ -47,6 +49,7 @@ class ModelRunner:
         self.make_model = make_model
         self.device = device
         self.amp_dtype = AMP_DTYPES[amp]
+        self.amp_min_rows = amp_min_rows
         self.stores = stores
         self.inline = inline
         self.num_threads = num_threads
@@ -115,12 +118,17 @@ class ModelRunner:
             with self._models_lock:
                 loaded.users -= 1
 
+    def precision(self, rows: int) -> contextlib.AbstractContextManager:
+        """What network calls of `rows` rows run under (inference threads): batcher.amp's
+        autocast from amp_min_rows rows, else fp32."""
+        if self.amp_dtype is None or rows < self.amp_min_rows:
+            return contextlib.nullcontext()
+        return torch.autocast(self.device.type, dtype=self.amp_dtype)
+
     def _timed(self, fn: Callable[..., Any], args: tuple, cell: int = 0) -> Any:
         start = time.perf_counter()
-        autocast = (torch.autocast(self.device.type, dtype=self.amp_dtype) if self.amp_dtype is not None
-                    else contextlib.nullcontext())
         try:
-            with torch.inference_mode(), autocast:
+            with torch.inference_mode():
                 return fn(*args)
         finally:
             self._busy[cell] += time.perf_counter() - start

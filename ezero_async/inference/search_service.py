@@ -226,8 +226,8 @@ class SearchService:
                 noise: np.ndarray | None, seed: int) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
         """One group's whole search: policies float32[n, A], root values float32[n], actions
         int32[n] and visit counts int32[n, A] (see RootResult)."""
-        with self.runner.lease(kind, version) as model:
-            n = len(stacks)
+        n = len(stacks)
+        with self.runner.lease(kind, version) as model, self.runner.precision(n):
             if self.graphs:
                 if slot.graphs is None:
                     slot.graphs = SlotGraphs(self.runner.make_model, self.device, max_batch=self.batcher.max_batch,
@@ -285,16 +285,18 @@ class SearchService:
         return tuple(torch.cat(column) for column in zip(*parts))  # type: ignore[return-value]
 
     def _values(self, kind: str, version: int, obs: np.ndarray) -> np.ndarray:
-        with self.runner.lease(kind, version) as model:
+        with self.runner.lease(kind, version) as model, self.runner.precision(len(obs)):
             _, value, _ = self._initial_inference(model, obs)
             return value.float().cpu().numpy()  # sync point: the caller needs the numbers
 
     def _root_state(self, slot: _Slot, model: torch.nn.Module, latent: torch.Tensor) -> None:
-        """Roots' latents into node 0 of the slot's pools (allocated on first use), LSTM state zero."""
+        """Roots' latents into node 0 of the slot's pools (allocated on first use), LSTM state zero.
+        The pools are fp32 whatever a group's precision (batcher.amp), so that a slot serving
+        small fp32 and large bf16 groups in turn keeps them."""
         n = len(latent)
-        if slot.latents is None or slot.latents.shape[2:] != latent.shape[1:] or slot.latents.dtype != latent.dtype:
+        if slot.latents is None or slot.latents.shape[2:] != latent.shape[1:]:
             sims = self.config.num_simulations + 1
-            slot.latents = torch.empty((sims, self.batcher.max_batch, *latent.shape[1:]), dtype=latent.dtype,
+            slot.latents = torch.empty((sims, self.batcher.max_batch, *latent.shape[1:]), dtype=torch.float32,
                                        device=self.device)
             slot.h = torch.zeros((sims, self.batcher.max_batch, model.lstm_hidden), device=self.device)
             slot.c = torch.zeros_like(slot.h)
