@@ -64,6 +64,10 @@ def test_learner_bound_on_cpu_and_on_gpu():
     assert "learner.isolation = 'auto', now 'thread'" in text  # on a CPU the thread waits for the GIL
     isolated = findings(make_report(stages=stages, setup={"isolation": "auto"}))
     assert "faster device" in isolated and "learner.isolation" not in isolated
+    bf16_cpu = findings(make_report(stages=stages, setup={"isolation": "auto", "cpu_bf16": True}))
+    assert "--set learner.amp=bf16 --set batcher.amp=bf16" in bf16_cpu and "now learner.amp = 'auto'" in bf16_cpu
+    in_bf16 = findings(make_report(stages=stages, setup={"isolation": "auto", "cpu_bf16": True, "amp": "bf16"}))
+    assert "faster device" in in_bf16 and "--set learner.amp" not in in_bf16
     gpu = findings(make_report(device="cuda", gpu_util=90.0, stages=stages, setup={"amp": "off"}))
     assert "learner.amp" in gpu
     # A busy learner that does not hold self-play back is not the bottleneck.

@@ -13,6 +13,8 @@ from __future__ import annotations
 import math
 from dataclasses import asdict, dataclass, field
 
+import torch
+
 from ezero_async.config.sections import RunConfig
 from ezero_async.profiling.probe import CpuUse, Window
 
@@ -46,6 +48,11 @@ class Setup:
     fast_path: str = ""
     """The CUDA switches in effect ('cuda_graphs tf32 channels_last', any of them; 'none' when
     off or on a CPU)."""
+    inference_amp: str = "off"
+    """batcher.amp."""
+    cpu_bf16: bool = False
+    """The profiled machine's CPU has bf16 instructions (AVX512-BF16 or AMX), where learner.amp
+    and batcher.amp 'bf16' run faster than fp32."""
 
     @classmethod
     def of(cls, config: RunConfig, device: str, cores: int, planned: RunConfig | None = None) -> Setup:
@@ -64,7 +71,13 @@ class Setup:
                    search_mode=config.search.mode, log_interval_s=config.tracking.log_interval_s, amp=config.learner.amp,
                    total_updates=Pacer(plan, (planned or config).learner).total_steps,
                    final_eval_episodes=plan.final_eval_episodes, isolation=config.learner.isolation,
-                   fast_path=fast_path(config, device))
+                   fast_path=fast_path(config, device), inference_amp=b.amp, cpu_bf16=cpu_has_bf16())
+
+
+def cpu_has_bf16() -> bool:
+    """Whether this CPU has bf16 instructions (torch's own probes; False where it has none)."""
+    probes = [getattr(torch.cpu, name, None) for name in ("_is_avx512_bf16_supported", "_is_amx_tile_supported")]
+    return any(probe() for probe in probes if probe is not None)
 
 
 def fast_path(config: RunConfig, device: str) -> str:
@@ -208,7 +221,7 @@ def format_report(report: ProfileReport, advice: list) -> str:
         f"# {s.num_envs} env coroutines, {s.search_mode} search of {s.num_simulations} "
         f"simulations, max_batch {s.max_batch}, max_wait {s.max_wait_ms:g} ms, {s.searches_in_flight} searches in "
         f"flight, {s.reanalyse_workers} reanalysis workers (fraction {s.reanalyse_fraction:g}, {s.reanalyse_mode} "
-        f"mode), learner batch {s.batch_size}, queue {s.queue_size}; amp {s.amp}, fast path {s.fast_path or 'none'}",
+        f"mode), learner batch {s.batch_size}, queue {s.queue_size}; amp {s.amp} (inference {s.inference_amp}), fast path {s.fast_path or 'none'}",
         f"throughput: {report.env_steps_per_s:,.1f} env steps/s, {report.training_steps_per_s:,.2f} updates/s, "
         f"{report.roots_per_s:,.0f} searched roots/s",
         _projection_line(report),
