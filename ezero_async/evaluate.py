@@ -217,9 +217,7 @@ async def play(config: Any, weights: dict[str, Any], checkpoint: str, max_steps:
                                   f"builds ({detail[:240]})") from exc
         store = WeightStore(2, name="evaluation")
         store.publish(0, model)
-        runner = ModelRunner(make_model, device, {"evaluation": store}, inline=rt.serial,
-                             workers=config.batcher.searches_in_flight, amp=config.batcher.amp,
-                             amp_min_rows=config.batcher.amp_min_rows)
+        runner = ModelRunner.configured(make_model, device, {"evaluation": store}, config.batcher, serial=rt.serial)
         service = SearchService(runner, config.search, config.batcher, pool.num_actions, serial=rt.serial)
         source = _FirstEpisode(pool) if record else pool
         print(banner, file=sys.stderr)

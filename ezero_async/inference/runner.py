@@ -29,6 +29,7 @@ from typing import Any, Callable, Iterator
 import torch
 from torch import nn
 
+from ezero_async.config.sections import BatcherConfig
 from ezero_async.learner.weights import WeightStore
 
 AMP_DTYPES: dict[str, torch.dtype | None] = {"off": None, "bf16": torch.bfloat16}
@@ -62,6 +63,14 @@ class ModelRunner:
                                                             daemon=True) for i in range(workers)]
         for thread in self._threads:
             thread.start()
+
+    @classmethod
+    def configured(cls, make_model: Callable[[], nn.Module], device: torch.device, stores: dict[str, WeightStore],
+                   batcher: BatcherConfig, *, serial: bool) -> ModelRunner:
+        """The runner a run or an evaluation uses: one inference thread per search in flight
+        (calls inline in serial mode), batcher.amp above batcher.amp_min_rows."""
+        return cls(make_model, device, stores, inline=serial, workers=batcher.searches_in_flight,
+                   amp=batcher.amp, amp_min_rows=batcher.amp_min_rows)
 
     @property
     def workers(self) -> int:

@@ -210,9 +210,9 @@ async def _train(config: RunConfig, run_dir: Path, device: torch.device, resume:
         # Evaluations act with a private copy of the weights they test: an evaluation outlives
         # the few versions the online store keeps for self-play.
         evaluation = WeightStore(2, name="evaluation")
-        parts.runner = ModelRunner(make_model, device, {"online": online, "target": target, "evaluation": evaluation},
-                                   inline=rt.serial, workers=config.batcher.searches_in_flight, amp=config.batcher.amp,
-                                   amp_min_rows=config.batcher.amp_min_rows)
+        parts.runner = ModelRunner.configured(make_model, device,
+                                              {"online": online, "target": target, "evaluation": evaluation},
+                                              config.batcher, serial=rt.serial)
         service = SearchService(parts.runner, config.search, config.batcher, num_actions, serial=rt.serial)
         sweeps = None
         if rt.reanalyse_mode == "sweep" and rt.reanalyse_fraction > 0.0:
