@@ -155,7 +155,14 @@ def test_serial_sweep_runs_are_bit_identical_and_differ_from_stored_policies(tmp
     second = summary_without_wall_clock(train(cfg, tmp_path / "b", "cpu"))
     assert first == second
     stored = config(**{"runtime.serial": True, "runtime.reanalyse_fraction": 0.0})
-    assert summary_without_wall_clock(train(stored, tmp_path / "c", "cpu"))["weights_sha256"] != first["weights_sha256"]
+    stored_sha = summary_without_wall_clock(train(stored, tmp_path / "c", "cpu"))["weights_sha256"]
+    assert stored_sha != first["weights_sha256"]
+    # Fresh targets from half-way on: a run of its own, neither of the two above.
+    half = Pacer(cfg.runtime, cfg.learner).total_steps // 2
+    late = config(**{"runtime.serial": True, "runtime.reanalyse_start_step": half})
+    late_summary = summary_without_wall_clock(train(late, tmp_path / "d", "cpu"))
+    assert late_summary["training_steps"] == first["training_steps"]
+    assert late_summary["weights_sha256"] not in (stored_sha, first["weights_sha256"])
 
 
 def test_an_unknown_reanalyse_mode_is_refused():
@@ -182,3 +189,71 @@ def test_a_stopped_sweep_run_resumes_to_the_end(tmp_path: Path):
         summaries.append(summary_without_wall_clock(train(cfg, tmp_path / name, "cpu", resume=True)))
     assert summaries[0] == summaries[1]
     assert summaries[0]["training_steps"] == total
+
+
+class _QuietPacer:
+    """Stand-in pacer: 100 steps, everything trained and collected at once."""
+
+    total_steps, trained = 100, 0
+
+    async def wait_trained(self, version):
+        pass
+
+    def transitions_for(self, step):
+        return 50 + step
+
+    async def wait_collected(self, n):
+        pass
+
+
+@pytest.mark.parametrize("start, first", [(0, 0), (35, 20), (40, 30)])
+def test_sweeps_begin_with_the_target_version_of_the_reanalyse_start_step(start, first):
+    """Batch s reads version target_version(s): with runtime.reanalyse_start_step the first sweep
+    is the one batch `start` reads, and none is skipped after it."""
+    sweeps = Sweeps(None, None, _QuietPacer(), config().search, interval=10, capacity=64, num_actions=A, seed=0,
+                    start_step=start)
+    swept = []
+
+    async def record(version, lo, hi):
+        swept.append((version, lo, hi))
+        return SweepTable(version, lo, np.zeros((hi - lo, A), np.float32), np.zeros(hi - lo, np.float32),
+                          np.ones(hi - lo, bool))
+
+    sweeps.sweep = record
+    asyncio.run(sweeps.run())
+    assert [v for v, _, _ in swept] == list(range(first, 81, 10))  # 80: the target of step 99
+    assert swept[0][1:] == (max(0, 50 + first - 64), 50 + first)
+
+
+def test_batches_before_the_reanalyse_start_step_keep_the_stored_policies():
+    cfg = config(**{"replay.capacity": 256, "runtime.reanalyse_start_step": 30})
+    replay = Replay(cfg.replay, obs_shape=(4,), obs_dtype="float32", num_actions=A, frame_stack=S, seed=0)
+    try:
+        fill(replay, [40, 60])
+        k1 = cfg.learner.unroll_steps + 1
+        slots = replay.hot.slot_of_index(np.array([0, 20, 50, 70]))
+        sample = Sample(slots, np.ones(4, np.float32), np.ones(4), 1.0)
+        table = SweepTable(version=10, lo=0, policy=np.tile(np.array([0.9, 0.1], np.float32), (100, 1)),
+                           value=np.zeros(100, np.float32), have=np.ones(100, bool))
+        batches = {}
+        for step in (29, 30):
+            builder = ContextBuilder(replay.hot, cfg.replay, 4, 1.0, seed=0,
+                                     reanalyse_start_step=cfg.runtime.reanalyse_start_step)
+            ctx = builder.build(sample, step=step, collected=100)
+            sweeps = _Sweeps(table)
+            batches[step] = asyncio.run(_targets(ctx, _Values(), 10, k1, S, A, cfg.search, 0, ReanalyseStats(), 0,
+                                                 sweeps))
+            assert len(ctx.reanalyse_rows) == (0 if step < 30 else 4)
+            assert sweeps.asked == ([] if step < 30 else [10])
+        mask = ctx.policy_mask
+        np.testing.assert_allclose(batches[29].target_policy[mask], 1.0 / A)  # fill() stores uniform policies
+        np.testing.assert_allclose(batches[30].target_policy[mask], np.tile([0.9, 0.1], (mask.sum(), 1)))
+    finally:
+        replay.close()
+
+
+def test_a_mixed_value_target_cannot_start_before_the_fresh_searches():
+    with pytest.raises(ConfigError, match="replay.mixed_start_step: must be >= runtime.reanalyse_start_step"):
+        config(**{"replay.value_target": "mixed", "replay.mixed_start_step": 10, "runtime.reanalyse_start_step": 20})
+    with pytest.raises(ConfigError, match="runtime.reanalyse_start_step: must be >= 0"):
+        config(**{"runtime.reanalyse_start_step": -1})

@@ -374,6 +374,12 @@ class RuntimeConfig:
     same network's search: MuZero Reanalyse's refresh of stored targets; 5-20x fewer roots at
     Atari 100k and CartPole scale). Transitions collected after the sweep began keep their
     self-play policies; the root noise is drawn once per transition and version."""
+    reanalyse_start_step: int = 0
+    """Training step from which reanalysed rows take fresh policy targets; earlier batches train on
+    the stored self-play policies only. Early, the values are uninformative and a fresh search
+    returns the prior sharpened: refreshed for every stored transition each target version, the
+    policy can fit its own sharpening until it plays one action everywhere (docs/learning.md).
+    0: from the first batch (the spec)."""
     self_play_lag: int = 100
     """D_sp: self-play at collection index n acts with weights of version 100*((n - D_sp)//100)."""
     temperature_steps: tuple[int, ...] = (50_000, 75_000)
@@ -417,6 +423,7 @@ class RuntimeConfig:
         _require(0.0 <= self.reanalyse_fraction <= 1.0, "runtime.reanalyse_fraction", "must be in [0, 1]")
         _require(self.reanalyse_mode in ("batch", "sweep"), "runtime.reanalyse_mode",
                  f"must be batch or sweep, got {self.reanalyse_mode!r}")
+        _require(self.reanalyse_start_step >= 0, "runtime.reanalyse_start_step", "must be >= 0")
         _require(self.self_play_lag >= 0, "runtime.self_play_lag", "must be >= 0")
         _require(len(self.temperatures) == len(self.temperature_steps) + 1, "runtime.temperatures",
                  "needs exactly one more entry than runtime.temperature_steps")
@@ -512,5 +519,9 @@ class RunConfig:
         _require(self.replay.value_target != "mixed" or self.runtime.reanalyse_fraction == 1.0,
                  "replay.value_target", "'mixed' needs runtime.reanalyse_fraction = 1 (older samples' value "
                  f"targets come from fresh searches), got {self.runtime.reanalyse_fraction}")
+        _require(self.replay.value_target != "mixed"
+                 or self.replay.mixed_start_step >= self.runtime.reanalyse_start_step, "replay.mixed_start_step",
+                 f"must be >= runtime.reanalyse_start_step ({self.runtime.reanalyse_start_step}): search value "
+                 f"targets come from the fresh searches, got {self.replay.mixed_start_step}")
         _require(self.replay.capacity >= self.learner.batch_size, "replay.capacity",
                  f"must be >= learner.batch_size ({self.learner.batch_size})")

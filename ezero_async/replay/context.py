@@ -86,7 +86,7 @@ class ContextBuilder:
 
     def __init__(self, hot: HotTier, config: ReplayConfig, batch_size: int, reanalyse_fraction: float,
                  seed: int, fresh_buffers: bool = False,
-                 alloc: Callable[[tuple[int, ...], np.dtype], np.ndarray] = np.empty):
+                 alloc: Callable[[tuple[int, ...], np.dtype], np.ndarray] = np.empty, reanalyse_start_step: int = 0):
         sch = hot.schema
         if (sch.unroll_steps, sch.td_steps) != (config.unroll_steps, config.td_steps):
             raise ValueError("ContextBuilder: config unroll_steps/td_steps differ from the hot tier's schema")
@@ -94,6 +94,7 @@ class ContextBuilder:
             raise ValueError(f"reanalyse_fraction must be in [0, 1], got {reanalyse_fraction}")
         self.hot, self.config, self.batch_size = hot, config, batch_size
         self.reanalyse_count = int(np.floor(reanalyse_fraction * batch_size))
+        self.reanalyse_start_step = reanalyse_start_step
         self.stack, self.unroll, self.td_max = sch.frame_stack, sch.unroll_steps, sch.td_steps
         self.chain_len = self.stack + self.unroll + self.td_max
         self.rng = np.random.Generator(np.random.PCG64(seed))
@@ -151,6 +152,8 @@ class ContextBuilder:
             raise ReplayRaceError("build: a slot of the batch was overwritten while it was read")
 
         rows = np.sort(self.rng.choice(b, size=self.reanalyse_count, replace=False)).astype(np.int64)
+        if step < self.reanalyse_start_step:
+            rows = rows[:0]  # drawn all the same: the sampler's stream does not depend on the start step
         if self.config.value_target == "mixed":
             search_value = targets.search_value_rows(indices, n_now, step, self.config.mixed_start_step,
                                                      self.config.mixed_fresh_transitions)

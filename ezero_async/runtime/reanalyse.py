@@ -75,7 +75,8 @@ async def reanalyse(worker: int, workers: int, replay: Replay, feed: PriorityFee
     zero_copy = learner_cfg.zero_copy and service.device.type == "cuda"
     builder = ContextBuilder(replay.hot, replay_cfg, learner_cfg.batch_size, runtime.reanalyse_fraction,
                              seed=runtime.seed * 1000 + worker, fresh_buffers=True,
-                             alloc=pinned_array if zero_copy else np.empty)
+                             alloc=pinned_array if zero_copy else np.empty,
+                             reanalyse_start_step=runtime.reanalyse_start_step)
     k1 = learner_cfg.unroll_steps + 1
     first = pacer.trained  # 0, or the checkpoint's step when resuming
     for s in range(first + (worker - first) % workers, pacer.total_steps, workers):

@@ -10,8 +10,10 @@ after v updates, published I updates before it becomes the target: the sweep of 
 transitions batch v samples from, [N(v) - capacity, N(v)), while the version before it is the
 target, and batches v + I .. v + 2I - 1 read its table. Transitions collected after N(v) keep
 their self-play policies. Version 0 (the initial weights) is swept over the warm-up data
-before the first batch. The chunks and their root noise are fixed by collection index, so a
-sweep's results do not depend on timing, and a resumed run sweeps its versions again alike.
+before the first batch; with runtime.reanalyse_start_step the first version swept is the one
+that step's batch reads (earlier batches read no table). The chunks and their root noise are
+fixed by collection index, so a sweep's results do not depend on timing, and a resumed run
+sweeps its versions again alike.
 """
 from __future__ import annotations
 
@@ -59,9 +61,10 @@ class Sweeps:
     hands the tables to the reanalysis workers (`table`)."""
 
     def __init__(self, replay: Replay, service: SearchService, pacer: Pacer, search: SearchConfig, *,
-                 interval: int, capacity: int, num_actions: int, seed: int) -> None:
+                 interval: int, capacity: int, num_actions: int, seed: int, start_step: int = 0) -> None:
         self.replay, self.service, self.pacer, self.search = replay, service, pacer, search
         self.interval, self.capacity, self.num_actions, self.seed = interval, capacity, num_actions, seed
+        self.start_step = start_step
         self._tables: dict[int, SweepTable] = {}
         self._changed = asyncio.Condition()
         self.roots = 0
@@ -83,7 +86,7 @@ class Sweeps:
         """Sweep every version the remaining steps use, oldest first; a table is dropped once no
         batch still to be built can ask for it."""
         last = target_version(max(0, self.pacer.total_steps - 1), self.interval)
-        version = target_version(self.pacer.trained, self.interval)
+        version = target_version(max(self.pacer.trained, self.start_step), self.interval)
         while version <= last:
             await self.pacer.wait_trained(version)  # published: the learner publishes before it reports
             lo, hi = self.horizon(version)

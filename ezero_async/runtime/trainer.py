@@ -217,7 +217,8 @@ async def _train(config: RunConfig, run_dir: Path, device: torch.device, resume:
         sweeps = None
         if rt.reanalyse_mode == "sweep" and rt.reanalyse_fraction > 0.0:
             sweeps = Sweeps(parts.replay, service, pacer, config.search, interval=lc.target_update_interval,
-                            capacity=config.replay.capacity, num_actions=num_actions, seed=seed)
+                            capacity=config.replay.capacity, num_actions=num_actions, seed=seed,
+                            start_step=rt.reanalyse_start_step)
         sinks: list[Sink] = [MetricsFile(run_dir / "metrics.jsonl"), progress,
                              *extra_sinks]
         aim = None
