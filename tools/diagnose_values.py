@@ -8,8 +8,9 @@ and prints per checkpoint the mean root value in eval mode (running BatchNorm st
 acting, reanalysis and bootstrap values use) and in train mode (the statistics of this batch of
 replay roots, on a copy), the discounted Monte-Carlo return of the behaviour data from the same
 states, the mean absolute errors of both against it, over all samples and over the 10% with the
-lowest return (where a value error costs the episode), the one-step Q spread over actions and the
-policy prior's top probability. Eval-mode errors far above train-mode ones mean the running
+lowest return (where a value error costs the episode), the one-step Q spread over actions, the
+policy prior's top probability, and the share of states whose prior prefers the most preferred
+action (near 1: the policy plays one action everywhere, whatever the state). Eval-mode errors far above train-mode ones mean the running
 statistics misfit root latents. `--simulations 25 50` adds the top visit share of searches.
 """
 from __future__ import annotations
@@ -71,9 +72,10 @@ def root_values(model: torch.nn.Module, x: torch.Tensor, train: bool) -> np.ndar
         return model.initial_inference_scalar(x)[1].numpy().astype(np.float64)
 
 
-def action_spread(model: torch.nn.Module, x: torch.Tensor, discount: float) -> tuple[np.ndarray, np.ndarray]:
+def action_spread(model: torch.nn.Module, x: torch.Tensor,
+                  discount: float) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Eval mode: (max - min over actions of the one-step Q = value prefix + discount * value,
-    float64[N]; the policy prior's largest probability, float64[N])."""
+    float64[N]; the policy prior's largest probability, float64[N]; its argmax, int64[N])."""
     model = copy.deepcopy(model).eval()
     n = x.shape[0]
     with torch.no_grad():
@@ -86,8 +88,8 @@ def action_spread(model: torch.nn.Module, x: torch.Tensor, discount: float) -> t
             _, _, vp, v, _ = model.recurrent_inference_scalar(latent, state, action, reset)
             qs.append(vp + discount * v)
         q = torch.stack(qs, 1).numpy().astype(np.float64)
-        prior = torch.softmax(logits.float(), -1).max(-1).values.numpy().astype(np.float64)
-    return q.max(1) - q.min(1), prior
+        top = torch.softmax(logits.float(), -1).max(-1)
+    return q.max(1) - q.min(1), top.values.numpy().astype(np.float64), top.indices.numpy().astype(np.int64)
 
 
 def visit_sharpness(model: torch.nn.Module, x: torch.Tensor, search_cfg, simulations: int,
@@ -137,8 +139,8 @@ def main(argv: list[str] | None = None) -> int:
     torch.set_num_threads(1)
     paths = args.checkpoints or [p for _, p in list_checkpoints(args.run_dir)]
     table = episode_table(args.run_dir / "replay")
-    print(f"{'checkpoint':>20} {'eval v':>8} {'train v':>8} {'MC':>8} {'|eval-MC|':>9} {'|train-MC|':>10} "
-          f"{'low10% |eval-MC|':>16} {'low10% |train-MC|':>17} {'Q spread':>8} {'max prior':>9}")
+    print(f"{'checkpoint (run/step)':>28} {'eval v':>8} {'train v':>8} {'MC':>8} {'|eval-MC|':>9} {'|train-MC|':>10} "
+          f"{'low10% |eval-MC|':>16} {'low10% |train-MC|':>17} {'Q spread':>8} {'max prior':>9} {'one action':>10}")
     x = mc = None
     for path in paths:
         state = load_checkpoint(path)
@@ -150,14 +152,16 @@ def main(argv: list[str] | None = None) -> int:
             frames, mc = sample_inputs(table, stack, config.replay.discount, args.samples, args.seed)
             x = stack_frames(torch.from_numpy(frames))
         ev, tr = root_values(model, x, False), root_values(model, x, True)
-        spread, prior = action_spread(model, x, config.search.discount)
+        spread, prior, argmax = action_spread(model, x, config.search.discount)
+        one_action = np.bincount(argmax).max() / len(argmax)
         low = mc <= np.quantile(mc, 0.1)  # the states where a value error costs the episode
-        print(f"{Path(path).name:>20} {ev.mean():>8.2f} {tr.mean():>8.2f} {mc.mean():>8.2f} "
+        label = f"{Path(path).parent.parent.name}/{Path(path).stem}"  # checkpoints of other runs may join
+        print(f"{label:>28} {ev.mean():>8.2f} {tr.mean():>8.2f} {mc.mean():>8.2f} "
               f"{np.abs(ev - mc).mean():>9.2f} {np.abs(tr - mc).mean():>10.2f} {np.abs(ev - mc)[low].mean():>16.2f} "
-              f"{np.abs(tr - mc)[low].mean():>17.2f} {spread.mean():>8.2f} {prior.mean():>9.3f}")
+              f"{np.abs(tr - mc)[low].mean():>17.2f} {spread.mean():>8.2f} {prior.mean():>9.3f} {one_action:>10.2f}")
         for sims in args.simulations:
             sub = x[:256]
-            print(f"{'':>20} top visit share, {sims} simulations: no noise "
+            print(f"{'':>28} top visit share, {sims} simulations: no noise "
                   f"{visit_sharpness(model, sub, config.search, sims, 0.0):.3f}, with root noise "
                   f"{visit_sharpness(model, sub, config.search, sims, config.search.root_noise_fraction):.3f}")
     return 0
