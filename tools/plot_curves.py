@@ -107,7 +107,7 @@ def load_run_dir(run_dir: Path, x: XAxis = "env_steps") -> Curves:
     config = _read_json(run_dir / "config.json") if (run_dir / "config.json").is_file() else {}
     meta = summary or {}
     return Curves(
-        name=run_dir.resolve().name,
+        name=run_dir.absolute().name,  # as given: a link names its run (".": the folder)
         eval_x=[e[0] for e in evals], eval_mean=[float(e[1]) for e in evals],
         eval_std=[float(e[2]) if _number(e[2]) else math.nan for e in evals],
         series={name: _sorted(points) for name, points in columns.items()},
