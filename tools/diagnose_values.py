@@ -10,8 +10,9 @@ replay roots, on a copy), the discounted Monte-Carlo return of the behaviour dat
 states, the mean absolute errors of both against it, over all samples and over the 10% with the
 lowest return (where a value error costs the episode), the one-step Q spread over actions, the
 policy prior's top probability, and the share of states whose prior prefers the most preferred
-action (near 1: the policy plays one action everywhere, whatever the state). Eval-mode errors far above train-mode ones mean the running
-statistics misfit root latents. `--simulations 25 50` adds the top visit share of searches.
+action (near 1: the policy plays one action everywhere, whatever the state). Eval-mode errors
+far above train-mode ones mean the running statistics misfit root latents. `--simulations 25
+50` adds the top visit share of searches.
 """
 from __future__ import annotations
 

@@ -378,7 +378,8 @@ class RuntimeConfig:
     """Training step from which reanalysed rows take fresh policy targets; earlier batches train on
     the stored self-play policies only. Early, the values are uninformative and a fresh search
     returns the prior sharpened: refreshed for every stored transition each target version, the
-    policy can fit its own sharpening until it plays one action everywhere (docs/learning.md).
+    policy can fit its own sharpening until it plays one action everywhere
+    (docs/learning.md#sweep-lock-in).
     0: from the first batch (the spec)."""
     self_play_lag: int = 100
     """D_sp: self-play at collection index n acts with weights of version 100*((n - D_sp)//100)."""
