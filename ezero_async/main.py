@@ -14,8 +14,8 @@ import time
 from pathlib import Path
 from typing import Any, Sequence
 
-from ezero_async.config import (PRESETS, RunConfig, build_config, config_from_dict, field_docs, preset_device,
-                                preset_names)
+from ezero_async.config import (PRESETS, RunConfig, TrackingConfig, build_config, config_from_dict, field_docs,
+                                preset_device, preset_names)
 from ezero_async.config.values import apply_overrides, parse_override
 from ezero_async.errors import ConfigError, UserError, disk_error, disk_full_message
 
@@ -136,7 +136,10 @@ def config_from_args(args: argparse.Namespace) -> RunConfig:
     overrides = _flag_overrides(args)
     try:
         if args.resume is not None:
-            config = apply_overrides(load_run_config(args.resume), overrides)
+            # How progress shows belongs to this invocation (a terminal, a log), not to the run:
+            # a run started with progress off by a batch tool shows it when resumed by hand.
+            shown = {"tracking.progress": TrackingConfig.progress, **overrides}
+            config = apply_overrides(load_run_config(args.resume), shown)
             if args.game is not None:
                 raise UserError("--game cannot be combined with --resume (the run's game is fixed)")
             if args.preset is not None:

@@ -1,10 +1,12 @@
 """CLI: errors are one line with exit code 2 and name the problem; nothing is written."""
+import json
 import subprocess
 import sys
 
 import pytest
 
-from ezero_async.main import EXIT_USAGE, main
+from ezero_async.config import build_config, config_to_dict
+from ezero_async.main import EXIT_USAGE, build_parser, config_from_args, main
 
 
 def run_cli(*args):
@@ -80,6 +82,17 @@ def test_resume_of_a_finished_run_is_refused_and_one_without_checkpoints_starts_
     (tmp_path / "b" / "config.json").write_text((tmp_path / "a" / "config.json").read_text())
     assert main(["--resume", str(tmp_path / "b")]) == 0
     assert "no checkpoint yet" in capsys.readouterr().err
+
+
+def test_a_resume_shows_progress_as_this_invocation_asks(tmp_path):
+    """A batch tool's progress=off (or any display mode) is not part of the run: a resume shows
+    progress the default way unless its own flags say otherwise; training fields stay saved."""
+    config = build_config("smoke", "CartPole", {"tracking.progress": "off", "runtime.env_steps": 300})
+    (tmp_path / "config.json").write_text(json.dumps(config_to_dict(config)))
+    resumed = config_from_args(build_parser().parse_args(["--resume", str(tmp_path)]))
+    assert resumed.tracking.progress == "auto" and resumed.runtime.env_steps == 300
+    plain = config_from_args(build_parser().parse_args(["--resume", str(tmp_path), "--set", "tracking.progress=plain"]))
+    assert plain.tracking.progress == "plain"
 
 
 def test_help_lists_presets_and_games():

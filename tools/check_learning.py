@@ -6,11 +6,11 @@
       --final-min 6.1 --max-fallback-std 1
   python tools/check_learning.py --report runs/learning-CartPole-cartpole-*/seed-*   # judge existing runs
 
-Each seed is one `python -m ezero_async.main` run (`--parallel` at a time, default 2: the runs
-use one torch thread per busy thread, so two runs fill two cores; with the learner in its own
-process, as the CPU presets run it, one run alone uses about 1.5 cores and `--parallel 1` gives
-each run's wall time its own machine). The report gives per
-seed the final evaluation (the final test, `runtime.final_eval_episodes` episodes), the best, the
+Each seed is one `python -m ezero_async.main` run, its output in OUT/seed-N.log (a progress line
+a minute, every evaluation), `--parallel` at a time (default 2: the runs use one torch thread per
+busy thread, so two runs fill two cores; with the learner in its own process, as the CPU presets
+run it, one run alone uses about 1.5 cores and `--parallel 1` gives each run's wall time its own
+machine). The report gives per seed the final evaluation (the final test, `runtime.final_eval_episodes` episodes), the best, the
 HELD figure (the minimum of the last three evaluations, the final one included), the env steps
 at which the return first reached `--reach`, the largest fall after the peak, and the wall
 time; then the across-seed mean +- std of final, best and held. It writes report.json, a table
@@ -206,8 +206,7 @@ def run_seeds(args: argparse.Namespace, out: Path) -> list[Path]:
             while pending and len(running) < args.parallel:
                 seed = pending.pop(0)
                 cmd = [sys.executable, "-m", "ezero_async.main", "--game", args.game, "--preset", args.preset,
-                       "--seed", str(seed), "--device", "cpu", "--no-aim", "--run-dir", str(dirs[seed]),
-                       "--set", "tracking.progress=off"]
+                       "--seed", str(seed), "--device", "cpu", "--no-aim", "--run-dir", str(dirs[seed])]
                 for item in args.set:
                     cmd += ["--set", item]
                 log = open(out / f"seed-{seed}.log", "w")
