@@ -80,7 +80,7 @@ def recommend(r: ProfileReport) -> list[Advice]:
                            "thread each of its ops waits for the GIL the event loop and inference hold"
                            if s.isolation == "thread" else
                            "bf16 on this CPU, which has bf16 instructions (--set learner.amp=bf16 --set batcher.amp=bf16, "
-                           f"now learner.amp = '{s.amp}': 1.4x updates/s for the MinAtar net, docs/tuning.md)"
+                           f"now learner.amp = '{s.amp}': 1.36x updates/s for the MinAtar net, docs/tuning.md)"
                            if s.cpu_bf16 and s.amp != "bf16" else "a faster device for the learner (--device cuda)")
                           + ("; more envs or search capacity will not raise throughput" if on_gpu else
                              "; more search capacity will not raise throughput, fewer and larger search calls "
