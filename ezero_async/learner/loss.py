@@ -78,16 +78,14 @@ def unrolled_loss(model: EfficientZeroNet, batch: DeviceBatch, cfg: LearnerConfi
     first, targets = model_inputs(model, batch.obs, frame_stack, k_steps, augment and batch.obs.dim() == 5, generator)
 
     # Consistency targets: ONLINE representation and projection, BatchNorm as the model's mode
-    # (train in the learner), no gradient. The whole initial inference runs, prediction included
-    # (as the reference does): its outputs are unused, but in train mode the prediction
-    # BatchNorms' running statistics then see K root latents per update besides the K + 1
-    # unrolled ones, and every eval-mode call (acting, reanalysis, bootstrap values) reads them at
-    # roots.
+    # (train in the learner), no gradient. The prediction heads do not run here: they run once
+    # below over the K + 1 unrolled latents, so that their running statistics average exactly the
+    # batches their train-mode statistics come from (docs/deviations.md#prediction-batchnorm).
     with torch.no_grad():
-        target_proj = [model.project(model.initial_inference(t)[0], with_predictor=False) for t in targets]
+        target_proj = [model.project(model.represent(t), with_predictor=False) for t in targets]
 
-    latent, value_logits, policy_logits = model.initial_inference(first)
-    values, policies, consistency = [value_logits], [policy_logits], []
+    latent = model.represent(first)
+    latents, consistency = [latent], []
     state = model.initial_lstm_state(b, device, dtype=torch.float32)
     reset = torch.ones(b, dtype=torch.bool, device=device)
     keep = torch.zeros(b, dtype=torch.bool, device=device)
@@ -98,14 +96,16 @@ def unrolled_loss(model: EfficientZeroNet, batch: DeviceBatch, cfg: LearnerConfi
                                             reset if (k - 1) % horizon == 0 else keep)
         if latent.requires_grad:
             latent.register_hook(_scale_grad)
-        value_logits, policy_logits = model.prediction(latent)
-        values.append(value_logits)
-        policies.append(policy_logits)
+        latents.append(latent)
         hidden.append(state[0])
         online = model.project(latent, with_predictor=True).float()
         consistency.append((F.normalize(online, dim=-1, eps=1e-5)
                             * F.normalize(target_proj[k - 1].float(), dim=-1, eps=1e-5)).sum(-1))
 
+    # The prediction heads once over all K + 1 positions (see EfficientZeroNet.prediction_logits).
+    value_logits, policy_logits = model.prediction_logits(torch.cat(latents))
+    values = value_logits.view(k_steps + 1, b, -1).unbind(0)
+    policies = policy_logits.view(k_steps + 1, b, -1).unbind(0)
     # The value-prefix head once over all K positions (see EfficientZeroNet.value_prefix_logits).
     prefixes = model.value_prefix_logits(torch.cat(hidden)).view(k_steps, b, -1).unbind(0)
 
