@@ -12,7 +12,11 @@ lowest return (where a value error costs the episode), the one-step Q spread ove
 policy prior's top probability, and the share of states whose prior prefers the most preferred
 action (near 1: the policy plays one action everywhere, whatever the state). Eval-mode errors
 far above train-mode ones mean the running statistics misfit root latents. `--simulations 25
-50` adds the top visit share of searches.
+50` adds the top visit share of searches. `--depth 5` adds the mean value at unroll depths 0..5
+along the stored actions, in eval mode and in train mode with the heads run per depth (as the
+reference trains them) or once over all depths (as this learner does): eval-mode values that
+drift with depth where train-mode ones stay flat mean the heads' running statistics misfit
+unrolled latents (docs/deviations.md#prediction-batchnorm).
 """
 from __future__ import annotations
 
@@ -36,7 +40,7 @@ def episode_table(store: Path) -> dict[str, np.ndarray]:
     group = zarr.open_group(str(store), mode="r")
     w = int(group.attrs["state"]["write_count"])
     return {name: np.asarray(group[name][:w]) for name in
-            ("frames", "reward", "episode", "position", "index", "terminal", "truncated")}
+            ("frames", "reward", "episode", "position", "index", "terminal", "truncated", "action")}
 
 
 def sample_inputs(table: dict[str, np.ndarray], frame_stack: int, discount: float, samples: int, seed: int):
@@ -63,6 +67,44 @@ def sample_inputs(table: dict[str, np.ndarray], frame_stack: int, discount: floa
         picks = [slots[max(0, q)] for q in range(p - frame_stack + 1, p + 1)]
         stacks.append(table["frames"][picks])
     return np.stack(stacks), returns[chosen]
+
+
+def unroll_inputs(table: dict[str, np.ndarray], frame_stack: int, depth: int, samples: int,
+                  seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """(stacked frames [N, S, *F], stored actions int64[N, depth]) of transitions followed by
+    `depth` more in their episode."""
+    slot = {(int(e), int(p)): i for i, (e, p, x) in
+            enumerate(zip(table["episode"], table["position"], table["index"])) if x >= 0}
+    rows = [i for (e, p), i in slot.items() if all((e, p + k) in slot for k in range(1, depth + 1))]
+    chosen = np.random.default_rng(seed).choice(rows, size=min(samples, len(rows)), replace=False)
+    stacks, actions = [], []
+    for i in chosen:
+        e, p = int(table["episode"][i]), int(table["position"][i])
+        stacks.append(table["frames"][[slot[(e, max(0, q))] for q in range(p - frame_stack + 1, p + 1)]])
+        actions.append([table["action"][slot[(e, p + k)]] for k in range(depth)])
+    return np.stack(stacks), np.asarray(actions, dtype=np.int64)
+
+
+def depth_values(model: torch.nn.Module, x: torch.Tensor, actions: np.ndarray, horizon: int,
+                 mode: str) -> np.ndarray:
+    """float64[depth + 1]: the mean value at unroll depths 0..depth along `actions`, in eval mode
+    ('eval'), or in train mode (this batch's statistics, on a copy) with the prediction heads
+    run per depth ('per depth') or once over all depths ('all depths')."""
+    model = copy.deepcopy(model).train(mode != "eval")
+    n, depth = actions.shape
+    with torch.no_grad():
+        latent = model.represent(x)
+        latents = [latent]
+        state = model.initial_lstm_state(n, "cpu")
+        for k in range(depth):
+            reset = torch.full((n,), k % horizon == 0, dtype=torch.bool)
+            latent, state = model.dynamics_step(latent, state, torch.from_numpy(actions[:, k]), reset)
+            latents.append(latent)
+        if mode == "all depths":
+            logits = model.prediction_logits(torch.cat(latents))[0].view(depth + 1, n, -1).unbind(0)
+        else:
+            logits = [model.prediction_logits(z)[0] for z in latents]
+        return np.array([model.support.scalar_from_logits(v).mean().item() for v in logits])
 
 
 def root_values(model: torch.nn.Module, x: torch.Tensor, train: bool) -> np.ndarray:
@@ -136,13 +178,15 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--simulations", type=int, nargs="*", default=[],
                         help="also report the most visited action's share for these simulation counts")
+    parser.add_argument("--depth", type=int, default=0,
+                        help="also report the mean value at unroll depths 0..DEPTH, eval vs train mode")
     args = parser.parse_args(argv)
     torch.set_num_threads(1)
     paths = args.checkpoints or [p for _, p in list_checkpoints(args.run_dir)]
     table = episode_table(args.run_dir / "replay")
     print(f"{'checkpoint (run/step)':>28} {'eval v':>8} {'train v':>8} {'MC':>8} {'|eval-MC|':>9} {'|train-MC|':>10} "
           f"{'low10% |eval-MC|':>16} {'low10% |train-MC|':>17} {'Q spread':>8} {'max prior':>9} {'one action':>10}")
-    x = mc = None
+    x = mc = unroll = None
     for path in paths:
         state = load_checkpoint(path)
         config = config_from_dict(state["config"])
@@ -165,6 +209,15 @@ def main(argv: list[str] | None = None) -> int:
             print(f"{'':>28} top visit share, {sims} simulations: no noise "
                   f"{visit_sharpness(model, sub, config.search, sims, 0.0):.3f}, with root noise "
                   f"{visit_sharpness(model, sub, config.search, sims, config.search.root_noise_fraction):.3f}")
+        if args.depth > 0:
+            if unroll is None:
+                frames, acts = unroll_inputs(table, stack, args.depth, args.samples, args.seed)
+                unroll = stack_frames(torch.from_numpy(frames)), acts
+            print(f"{'':>28} value at unroll depth " + " ".join(f"{k:>6d}" for k in range(args.depth + 1)))
+            for mode in ("eval", "per depth", "all depths"):
+                values = depth_values(model, *unroll, config.learner.lstm_horizon, mode)
+                label = "eval mode" if mode == "eval" else f"train, heads {mode}"
+                print(f"{'':>28} {label:>22} " + " ".join(f"{v:>6.2f}" for v in values))
     return 0
 
 

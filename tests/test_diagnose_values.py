@@ -1,0 +1,57 @@
+"""tools/diagnose_values.py: the unroll inputs follow each episode's stored actions, and the
+depth table's modes read the heads as eval mode and the two training schemes do."""
+import numpy as np
+import torch
+
+from ezero_async.config import build_config
+from ezero_async.learner.model import build_model
+from tool_module import load_tool
+
+diagnose = load_tool("diagnose_values")
+
+
+def _table() -> dict[str, np.ndarray]:
+    """Two episodes of 6 and 3 steps, interleaved as two envs write them; frame value = 10 *
+    episode + position, action = position % 2 in episode 0 and 1 - that in episode 1."""
+    rows = []
+    for p in range(6):
+        rows.append((0, p))
+        if p < 3:
+            rows.append((1, p))
+    episode = np.array([e for e, _ in rows])
+    position = np.array([p for _, p in rows])
+    return {"frames": (10 * episode + position).astype(np.float32)[:, None].repeat(4, 1),
+            "episode": episode, "position": position, "index": np.arange(len(rows)),
+            "action": np.where(episode == 0, position % 2, 1 - position % 2)}
+
+
+def test_unroll_inputs_follow_each_episodes_actions_and_stack_its_frames():
+    frames, actions = diagnose.unroll_inputs(_table(), frame_stack=2, depth=2, samples=100, seed=0)
+    # Starts with 2 successors: episode 0 positions 0..3, episode 1 position 0.
+    assert len(frames) == 5 and frames.shape[1:] == (2, 4)
+    for stack, acts in zip(frames, actions):
+        first, last = int(stack[0, 0]), int(stack[1, 0])
+        e, p = divmod(last, 10)
+        assert first == 10 * e + max(0, p - 1)  # the stack repeats an episode's first frame
+        expected = [(p + k) % 2 if e == 0 else 1 - (p + k) % 2 for k in range(2)]
+        assert acts.tolist() == expected
+
+
+def test_depth_values_train_modes_differ_only_in_how_the_heads_batch():
+    cfg = build_config("smoke", "CartPole", {})
+    torch.manual_seed(0)
+    model = build_model(cfg.model, (4,), 1, 2, cfg.learner.lstm_horizon)
+    for p in model.parameters():  # non-zero heads, so the values depend on the statistics
+        torch.nn.init.normal_(p, std=0.3) if p.dim() > 1 else None
+    model.eval()
+    bn = next(m for m in model.prediction.modules() if isinstance(m, torch.nn.BatchNorm1d))
+    saved = bn.running_mean.clone()
+    x = torch.randn(64, 4)
+    actions = np.random.default_rng(0).integers(0, 2, size=(64, 3))
+    per_depth = diagnose.depth_values(model, x, actions, horizon=5, mode="per depth")
+    all_depths = diagnose.depth_values(model, x, actions, horizon=5, mode="all depths")
+    evaluated = diagnose.depth_values(model, x, actions, horizon=5, mode="eval")
+    assert per_depth.shape == all_depths.shape == evaluated.shape == (4,)
+    assert np.isfinite(evaluated).all()
+    assert per_depth[0] != all_depths[0]  # the root normalised alone vs with the unrolled latents
+    assert not model.training and torch.equal(bn.running_mean, saved)  # the modes ran on copies
