@@ -160,6 +160,41 @@ def test_priorities_are_value_errors_of_the_prediction_at_k0():
         learner.train_step(BatchMover(CPU).stage(batch._replace(step=5)))
 
 
+def _fit_by_position_and_unroll(seed: int, **targets: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Train a CartPole model in train mode for 250 Adam steps on random inputs whose targets
+    (`target_value` float32[K+1] or `target_value_prefix` float32[K], the same row for every
+    sample) depend on the unroll position alone; then unroll 256 random roots in eval mode.
+    Returns the mean (value at depths 0..K float64[K+1], value prefix at depths 1..K float64[K])."""
+    cfg, lcfg, model, batch = _setup("CartPole", (4,), 2, batch_size=64, seed=seed, random_heads=False)
+    k = lcfg.unroll_steps
+    assert lcfg.lstm_horizon >= k  # one LSTM segment: VP_k = k
+    rng = np.random.default_rng(seed)
+    batch = batch._replace(mask=np.ones_like(batch.mask), value_mask=np.ones_like(batch.value_mask),
+                           **{name: np.tile(row, (64, 1)) for name, row in targets.items()})
+    optimizer = torch.optim.Adam(model.parameters(), lr=3e-3)
+    model.train()
+    for step in range(250):
+        obs = rng.standard_normal(batch.obs.shape).astype(np.float32)
+        actions = rng.integers(0, 2, size=batch.actions.shape)
+        staged = BatchMover(CPU).stage(batch._replace(obs=obs, actions=actions))
+        optimizer.zero_grad()
+        unrolled_loss(model, staged, lcfg, cfg.env.frame_stack, augment=False).loss.backward()
+        optimizer.step()
+    model.eval()
+    with torch.no_grad():
+        roots = rng.standard_normal((256, 4 * cfg.env.frame_stack))
+        latent, value, _ = model.initial_inference_scalar(torch.as_tensor(roots, dtype=torch.float32))
+        state = model.initial_lstm_state(256, "cpu")
+        values, prefixes = [value.mean().item()], []
+        for depth in range(k):
+            action = torch.as_tensor(rng.integers(0, 2, size=256))
+            latent, state, prefix, value, _ = model.recurrent_inference_scalar(
+                latent, state, action, torch.full((256,), depth == 0, dtype=torch.bool))
+            values.append(value.mean().item())
+            prefixes.append(prefix.mean().item())
+    return np.array(values), np.array(prefixes)
+
+
 @pytest.mark.parametrize("game,shape,actions", [("CartPole", (4,), 2), ("MinAtar/Breakout", (10, 10, 4), 3)])
 def test_prediction_heads_run_once_over_every_unroll_position(game, shape, actions):
     """docs/deviations.md#prediction-batchnorm: one train-mode call of the prediction net per
@@ -191,31 +226,9 @@ def test_value_head_reads_every_depth_in_eval_mode():
     apart along an unroll. With the heads run per position, batch statistics of one depth remove
     the drift that encodes it, and eval mode read about 2.2 at every depth. (Deeper than 3 the
     values saturate near 3.5: the dynamics' own BatchNorms must run step by step.)"""
-    cfg, lcfg, model, batch = _setup("CartPole", (4,), 2, batch_size=64, seed=5, random_heads=False)
-    k = lcfg.unroll_steps
-    rng = np.random.default_rng(5)
-    batch = batch._replace(mask=np.ones_like(batch.mask), value_mask=np.ones_like(batch.value_mask),
-                           target_value=np.tile(np.arange(k + 1, dtype=np.float32), (64, 1)))
-    optimizer = torch.optim.Adam(model.parameters(), lr=3e-3)
-    model.train()
-    for step in range(250):
-        obs = rng.standard_normal(batch.obs.shape).astype(np.float32)
-        actions = rng.integers(0, 2, size=batch.actions.shape)
-        staged = BatchMover(CPU).stage(batch._replace(obs=obs, actions=actions))
-        optimizer.zero_grad()
-        unrolled_loss(model, staged, lcfg, cfg.env.frame_stack, augment=False).loss.backward()
-        optimizer.step()
-    model.eval()
-    with torch.no_grad():
-        roots = rng.standard_normal((256, 4 * cfg.env.frame_stack))
-        latent, value, _ = model.initial_inference_scalar(torch.as_tensor(roots, dtype=torch.float32))
-        state = model.initial_lstm_state(256, "cpu")
-        predicted = [value.mean().item()]
-        for depth in range(k):
-            action = torch.as_tensor(rng.integers(0, 2, size=256))
-            latent, state, _, value, _ = model.recurrent_inference_scalar(
-                latent, state, action, torch.full((256,), depth == 0, dtype=torch.bool))
-            predicted.append(value.mean().item())
+    k = 5
+    values, _ = _fit_by_position_and_unroll(5, target_value=np.arange(k + 1, dtype=np.float32))
+    predicted = values.tolist()
     assert predicted[0] < 0.5, predicted
     assert all(deeper - shallower > 0.3 for shallower, deeper in zip(predicted[:3], predicted[1:4])), predicted
 
@@ -271,30 +284,7 @@ def test_value_prefix_head_sees_every_unroll_position_in_one_batch():
     BatchNorm statistics, as acting and reanalysis read it) must predict each position's prefix.
     With the head applied per position, batch statistics of one position remove the mean that
     encodes it, and eval mode predicted prefixes stuck near the middle of 1..K."""
-    cfg, lcfg, model, batch = _setup("CartPole", (4,), 2, batch_size=64, seed=3, random_heads=False)
-    k = lcfg.unroll_steps
-    assert lcfg.lstm_horizon >= k  # one LSTM segment: VP_k = k
-    rng = np.random.default_rng(3)
-    batch = batch._replace(mask=np.ones_like(batch.mask), value_mask=np.ones_like(batch.value_mask),
-                           target_value_prefix=np.tile(np.arange(1, k + 1, dtype=np.float32), (64, 1)))
-    optimizer = torch.optim.Adam(model.parameters(), lr=3e-3)
-    model.train()
-    for step in range(250):
-        obs = rng.standard_normal(batch.obs.shape).astype(np.float32)
-        actions = rng.integers(0, 2, size=batch.actions.shape)
-        staged = BatchMover(CPU).stage(batch._replace(obs=obs, actions=actions))
-        optimizer.zero_grad()
-        unrolled_loss(model, staged, lcfg, cfg.env.frame_stack, augment=False).loss.backward()
-        optimizer.step()
-    model.eval()
-    with torch.no_grad():
-        roots = rng.standard_normal((256, 4 * cfg.env.frame_stack))
-        latent, _, _ = model.initial_inference_scalar(torch.as_tensor(roots, dtype=torch.float32))
-        state = model.initial_lstm_state(256, "cpu")
-        predicted = []
-        for depth in range(k):
-            action = torch.as_tensor(rng.integers(0, 2, size=256))
-            latent, state, prefix, _, _ = model.recurrent_inference_scalar(
-                latent, state, action, torch.full((256,), depth == 0, dtype=torch.bool))
-            predicted.append(prefix.mean().item())
+    k = 5
+    _, prefixes = _fit_by_position_and_unroll(3, target_value_prefix=np.arange(1, k + 1, dtype=np.float32))
+    predicted = prefixes.tolist()
     np.testing.assert_allclose(predicted, np.arange(1, k + 1), atol=0.35)
