@@ -42,7 +42,8 @@ def test_depth_values_train_modes_differ_only_in_how_the_heads_batch():
     torch.manual_seed(0)
     model = build_model(cfg.model, (4,), 1, 2, cfg.learner.lstm_horizon)
     for p in model.parameters():  # non-zero heads, so the values depend on the statistics
-        torch.nn.init.normal_(p, std=0.3) if p.dim() > 1 else None
+        if p.dim() > 1:
+            torch.nn.init.normal_(p, std=0.3)
     model.eval()
     bn = next(m for m in model.prediction.modules() if isinstance(m, torch.nn.BatchNorm1d))
     saved = bn.running_mean.clone()

@@ -10,11 +10,12 @@ Each seed is one `python -m ezero_async.main` run, its output in OUT/seed-N.log 
 a minute, every evaluation), `--parallel` at a time (default 2: the runs use one torch thread per
 busy thread, so two runs fill two cores; with the learner in its own process, as the CPU presets
 run it, one run alone uses about 1.5 cores and `--parallel 1` gives each run's wall time its own
-machine). The report gives per seed the final evaluation (the final test, `runtime.final_eval_episodes` episodes), the best, the
-HELD figure (the minimum of the last three evaluations, the final one included), the env steps
-at which the return first reached `--reach`, the largest fall after the peak, and the wall
-time; then the across-seed mean +- std of final, best and held. It writes report.json, a table
-in Markdown (report.md) and a PNG of every seed's evaluation curve with their mean.
+machine). The report gives per seed the final evaluation (the final test,
+`runtime.final_eval_episodes` episodes), the best, the HELD figure (the minimum of the last three
+evaluations, the final one included), the env steps at which the return first reached `--reach`,
+the largest fall after the peak, and the wall time; then the across-seed mean +- std of final,
+best and held. It writes report.json, a table in Markdown (report.md) and a PNG of every seed's
+evaluation curve with their mean.
 
 Pass/fail uses final and held figures, never the best: each check given is applied to every
 seed. Exit code 0 on pass, 1 on fail, 2 on bad arguments or a run that did not finish.
