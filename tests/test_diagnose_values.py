@@ -12,7 +12,8 @@ diagnose = load_tool("diagnose_values")
 
 def _table() -> dict[str, np.ndarray]:
     """Two episodes of 6 and 3 steps, interleaved as two envs write them; frame value = 10 *
-    episode + position, action = position % 2 in episode 0 and 1 - that in episode 1."""
+    episode + position, action = position % 2 in episode 0 and 1 - that in episode 1, reward =
+    position + 1; episode 0 terminates, episode 1 is still running."""
     rows = []
     for p in range(6):
         rows.append((0, p))
@@ -22,7 +23,9 @@ def _table() -> dict[str, np.ndarray]:
     position = np.array([p for _, p in rows])
     return {"frames": (10 * episode + position).astype(np.float32)[:, None].repeat(4, 1),
             "episode": episode, "position": position, "index": np.arange(len(rows)),
-            "action": np.where(episode == 0, position % 2, 1 - position % 2)}
+            "action": np.where(episode == 0, position % 2, 1 - position % 2),
+            "reward": (position + 1).astype(np.float32),
+            "terminal": ((episode == 0) & (position == 5)).astype(np.int8)}
 
 
 def test_unroll_inputs_follow_each_episodes_actions_and_stack_its_frames():
@@ -35,6 +38,15 @@ def test_unroll_inputs_follow_each_episodes_actions_and_stack_its_frames():
         assert first == 10 * e + max(0, p - 1)  # the stack repeats an episode's first frame
         expected = [(p + k) % 2 if e == 0 else 1 - (p + k) % 2 for k in range(2)]
         assert acts.tolist() == expected
+
+
+def test_sample_inputs_pair_terminated_episodes_stacks_with_their_discounted_returns():
+    frames, returns = diagnose.sample_inputs(_table(), frame_stack=3, discount=0.5, samples=100, seed=0)
+    assert len(frames) == 6 and frames.shape[1:] == (3, 4)  # episode 0 only: episode 1 has not ended
+    for stack, ret in zip(frames, returns):
+        p = int(stack[-1, 0])
+        assert stack[:, 0].tolist() == [max(0, p - 2), max(0, p - 1), p]
+        assert ret == sum((q + 1) * 0.5 ** (q - p) for q in range(p, 6))
 
 
 def test_depth_values_train_modes_differ_only_in_how_the_heads_batch():

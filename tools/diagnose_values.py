@@ -43,29 +43,30 @@ def episode_table(store: Path) -> dict[str, np.ndarray]:
             ("frames", "reward", "episode", "position", "index", "terminal", "truncated", "action")}
 
 
+def stored_slots(table: dict[str, np.ndarray]) -> dict[tuple[int, int], int]:
+    """(episode, position) -> table row, for every transition still stored."""
+    return {(int(e), int(p)): i for i, (e, p, x) in
+            enumerate(zip(table["episode"], table["position"], table["index"])) if x >= 0}
+
+
+def stacked_frames(table: dict[str, np.ndarray], slots: dict[tuple[int, int], int], episode: int,
+                   position: int, frame_stack: int) -> np.ndarray:
+    """[S, *F]: the frames ending at `position`, the episode's first frame repeated before it."""
+    return table["frames"][[slots[(episode, max(0, q))] for q in range(position - frame_stack + 1, position + 1)]]
+
+
 def sample_inputs(table: dict[str, np.ndarray], frame_stack: int, discount: float, samples: int, seed: int):
     """(stacked frames [N, S, *F], MC returns float64[N]) of transitions from terminated episodes."""
-    episode, position, index = table["episode"], table["position"], table["index"]
-    ended = set(episode[(table["terminal"] == 1)].tolist())
-    rows = [i for i in range(len(episode)) if index[i] >= 0 and episode[i] in ended]
-    by_episode: dict[int, list[int]] = {}
-    for i in rows:
-        by_episode.setdefault(int(episode[i]), []).append(i)
-    returns = np.zeros(len(episode))
-    for slots in by_episode.values():
-        slots.sort(key=lambda i: position[i])
-        g = 0.0
-        for i in reversed(slots):
-            g = table["reward"][i] + discount * g
-            returns[i] = g
-    rng = np.random.default_rng(seed)
-    chosen = rng.choice(rows, size=min(samples, len(rows)), replace=False)
-    stacks = []
-    for i in chosen:
-        slots = by_episode[int(episode[i])]
-        p = int(position[i])
-        picks = [slots[max(0, q)] for q in range(p - frame_stack + 1, p + 1)]
-        stacks.append(table["frames"][picks])
+    slots = stored_slots(table)
+    ended = set(table["episode"][table["terminal"] == 1].tolist())
+    rows = [i for (e, _), i in slots.items() if e in ended]
+    returns = np.zeros(len(table["episode"]))
+    for (e, p), i in sorted(slots.items(), reverse=True):   # each episode backwards from its end
+        after = slots.get((e, p + 1))
+        returns[i] = table["reward"][i] + (discount * returns[after] if after is not None else 0.0)
+    chosen = np.random.default_rng(seed).choice(rows, size=min(samples, len(rows)), replace=False)
+    stacks = [stacked_frames(table, slots, int(table["episode"][i]), int(table["position"][i]), frame_stack)
+              for i in chosen]
     return np.stack(stacks), returns[chosen]
 
 
@@ -73,15 +74,14 @@ def unroll_inputs(table: dict[str, np.ndarray], frame_stack: int, depth: int, sa
                   seed: int) -> tuple[np.ndarray, np.ndarray]:
     """(stacked frames [N, S, *F], stored actions int64[N, depth]) of transitions followed by
     `depth` more in their episode."""
-    slot = {(int(e), int(p)): i for i, (e, p, x) in
-            enumerate(zip(table["episode"], table["position"], table["index"])) if x >= 0}
-    rows = [i for (e, p), i in slot.items() if all((e, p + k) in slot for k in range(1, depth + 1))]
+    slots = stored_slots(table)
+    rows = [i for (e, p), i in slots.items() if all((e, p + k) in slots for k in range(1, depth + 1))]
     chosen = np.random.default_rng(seed).choice(rows, size=min(samples, len(rows)), replace=False)
     stacks, actions = [], []
     for i in chosen:
         e, p = int(table["episode"][i]), int(table["position"][i])
-        stacks.append(table["frames"][[slot[(e, max(0, q))] for q in range(p - frame_stack + 1, p + 1)]])
-        actions.append([table["action"][slot[(e, p + k)]] for k in range(depth)])
+        stacks.append(stacked_frames(table, slots, e, p, frame_stack))
+        actions.append([table["action"][slots[(e, p + k)]] for k in range(depth)])
     return np.stack(stacks), np.asarray(actions, dtype=np.int64)
 
 
