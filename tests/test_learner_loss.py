@@ -160,12 +160,14 @@ def test_priorities_are_value_errors_of_the_prediction_at_k0():
         learner.train_step(BatchMover(CPU).stage(batch._replace(step=5)))
 
 
-def _fit_by_position_and_unroll(seed: int, **targets: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+def _fit_by_position_and_unroll(seed: int, prediction_heads: str = "per_position",
+                                **targets: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """Train a CartPole model in train mode for 250 Adam steps on random inputs whose targets
     (`target_value` float32[K+1] or `target_value_prefix` float32[K], the same row for every
     sample) depend on the unroll position alone; then unroll 256 random roots in eval mode.
     Returns the mean (value at depths 0..K float64[K+1], value prefix at depths 1..K float64[K])."""
-    cfg, lcfg, model, batch = _setup("CartPole", (4,), 2, batch_size=64, seed=seed, random_heads=False)
+    cfg, lcfg, model, batch = _setup("CartPole", (4,), 2, batch_size=64, seed=seed, random_heads=False,
+                                     prediction_heads=prediction_heads)
     k = lcfg.unroll_steps
     assert lcfg.lstm_horizon >= k  # one LSTM segment: VP_k = k
     rng = np.random.default_rng(seed)
@@ -196,12 +198,12 @@ def _fit_by_position_and_unroll(seed: int, **targets: np.ndarray) -> tuple[np.nd
 
 
 @pytest.mark.parametrize("game,shape,actions", [("CartPole", (4,), 2), ("MinAtar/Breakout", (10, 10, 4), 3)])
-def test_prediction_heads_run_once_over_every_unroll_position(game, shape, actions):
-    """docs/deviations.md#prediction-batchnorm: one train-mode call of the prediction net per
-    update, over the K + 1 unrolled latents (the root first, then depth 1..K, B rows each), so
-    its BatchNorm running statistics average the same batches its training normalised with;
-    the consistency targets' roots never reach it."""
-    cfg, lcfg, model, batch = _setup(game, shape, actions)
+def test_joint_prediction_heads_run_once_over_every_unroll_position(game, shape, actions):
+    """docs/deviations.md#prediction-batchnorm, learner.prediction_heads = 'joint': one
+    train-mode call of the prediction net per update, over the K + 1 unrolled latents (the root
+    first, then depth 1..K, B rows each), so its BatchNorm running statistics average the same
+    batches its training normalised with; the consistency targets' roots never reach it."""
+    cfg, lcfg, model, batch = _setup(game, shape, actions, prediction_heads="joint")
     model.train()
     staged = BatchMover(CPU).stage(batch)
     first, _ = model_inputs(model, staged.obs, cfg.env.frame_stack, lcfg.unroll_steps, False, None)
@@ -220,14 +222,39 @@ def test_prediction_heads_run_once_over_every_unroll_position(game, shape, actio
     assert int(bn.num_batches_tracked) == 1
 
 
-def test_value_head_reads_every_depth_in_eval_mode():
+def test_per_position_prediction_heads_see_each_position_and_the_consistency_roots():
+    """learner.prediction_heads = 'per_position' (the reference's): K train-mode calls on the
+    consistency targets' roots, then one per unroll position, root first, B rows each."""
+    cfg, lcfg, model, batch = _setup("CartPole", (4,), 2)
+    assert lcfg.prediction_heads == "per_position"  # the default
+    model.train()
+    staged = BatchMover(CPU).stage(batch)
+    first, targets = model_inputs(model, staged.obs, cfg.env.frame_stack, lcfg.unroll_steps, False, None)
+    with torch.no_grad():
+        twin = copy.deepcopy(model)  # train-mode batch statistics: no state is read
+        roots = [twin.represent(x) for x in [*targets, first]]
+    seen: list[torch.Tensor] = []
+    hook = model.prediction.register_forward_hook(lambda module, args, out: seen.append(args[0].detach().clone()))
+    try:
+        unrolled_loss(model, staged, lcfg, cfg.env.frame_stack, augment=False)
+    finally:
+        hook.remove()
+    k, b = lcfg.unroll_steps, batch.weights.shape[0]
+    assert len(seen) == 2 * k + 1 and all(x.shape[0] == b for x in seen)
+    for got, root in zip(seen[:k + 1], roots):  # the K target roots, then the unroll's root
+        torch.testing.assert_close(got, root, atol=1e-6, rtol=1e-5)
+    bn = next(m for m in model.prediction.modules() if isinstance(m, torch.nn.modules.batchnorm._BatchNorm))
+    assert int(bn.num_batches_tracked) == 2 * k + 1
+
+
+def test_joint_value_head_reads_every_depth_in_eval_mode():
     """Value targets 0, 1, ..., K by unroll depth alone: trained in train mode, the eval-mode
     heads (running statistics, as the search reads them at its leaves) must tell the depths
     apart along an unroll. With the heads run per position, batch statistics of one depth remove
     the drift that encodes it, and eval mode read about 2.2 at every depth. (Deeper than 3 the
     values saturate near 3.5: the dynamics' own BatchNorms must run step by step.)"""
     k = 5
-    values, _ = _fit_by_position_and_unroll(5, target_value=np.arange(k + 1, dtype=np.float32))
+    values, _ = _fit_by_position_and_unroll(5, "joint", target_value=np.arange(k + 1, dtype=np.float32))
     predicted = values.tolist()
     assert predicted[0] < 0.5, predicted
     assert all(deeper - shallower > 0.3 for shallower, deeper in zip(predicted[:3], predicted[1:4])), predicted

@@ -263,6 +263,13 @@ class LearnerConfig:
     """Weight of the negative cosine consistency term."""
     augment: bool = True
     """Random shift + intensity augmentation of image inputs."""
+    prediction_heads: str = "per_position"
+    """How the update runs the value and policy heads over the unroll: 'per_position' (the
+    reference's: once per position, and once more on each consistency target's root, each
+    train-mode call normalising with one position's batch statistics) or 'joint' (once over all
+    K + 1 positions, the consistency targets without them, so train-mode statistics are those
+    the running statistics average). Joint fixes an eval/train mismatch with depth but, measured
+    over seeds, helps MinAtar and costs CartPole (docs/deviations.md#prediction-batchnorm)."""
     amp: str = "auto"
     """Mixed precision of the update on CUDA: 'auto' = 'fp16' (autocast + GradScaler, as the
     reference trains), 'bf16' (autocast, no scaler), or 'off'. On a CPU only 'bf16' autocasts
@@ -294,6 +301,8 @@ class LearnerConfig:
         _require(self.lr_warmup_steps >= 0, "learner.lr_warmup_steps", "must be >= 0")
         _require(0.0 < self.lr_decay_rate <= 1.0, "learner.lr_decay_rate", "must be in (0, 1]")
         _require(self.lr_decay_steps >= 1, "learner.lr_decay_steps", "must be >= 1")
+        _require(self.prediction_heads in ("per_position", "joint"), "learner.prediction_heads",
+                 f"must be per_position or joint, got {self.prediction_heads!r}")
         _require(self.optimizer in ("sgd", "adam"), "learner.optimizer",
                  f"must be sgd or adam, got {self.optimizer!r}")
         _require(0.0 <= self.momentum < 1.0, "learner.momentum", "must be in [0, 1)")

@@ -78,11 +78,15 @@ def unrolled_loss(model: EfficientZeroNet, batch: DeviceBatch, cfg: LearnerConfi
     first, targets = model_inputs(model, batch.obs, frame_stack, k_steps, augment and batch.obs.dim() == 5, generator)
 
     # Consistency targets: ONLINE representation and projection, BatchNorm as the model's mode
-    # (train in the learner), no gradient. The prediction heads do not run here: they run once
-    # below over the K + 1 unrolled latents, so that their running statistics average exactly the
-    # batches their train-mode statistics come from (docs/deviations.md#prediction-batchnorm).
+    # (train in the learner), no gradient. Per position (the reference's), the whole initial
+    # inference runs, prediction included: its outputs are unused, but in train mode the heads'
+    # running statistics then see K more root batches per update. Joint, the heads run once below
+    # over the K + 1 unrolled latents, so their running statistics average exactly the batches
+    # their train-mode statistics come from (docs/deviations.md#prediction-batchnorm).
+    joint = cfg.prediction_heads == "joint"
     with torch.no_grad():
-        target_proj = [model.project(model.represent(t), with_predictor=False) for t in targets]
+        roots = [model.represent(t) if joint else model.initial_inference(t)[0] for t in targets]
+        target_proj = [model.project(root, with_predictor=False) for root in roots]
 
     latent = model.represent(first)
     latents, consistency = [latent], []
@@ -102,10 +106,12 @@ def unrolled_loss(model: EfficientZeroNet, batch: DeviceBatch, cfg: LearnerConfi
         consistency.append((F.normalize(online, dim=-1, eps=1e-5)
                             * F.normalize(target_proj[k - 1].float(), dim=-1, eps=1e-5)).sum(-1))
 
-    # The prediction heads once over all K + 1 positions (see EfficientZeroNet.prediction_logits).
-    value_logits, policy_logits = model.prediction_logits(torch.cat(latents))
-    values = value_logits.view(k_steps + 1, b, -1).unbind(0)
-    policies = policy_logits.view(k_steps + 1, b, -1).unbind(0)
+    if joint:  # the prediction heads once over all K + 1 positions (EfficientZeroNet.prediction_logits)
+        value_logits, policy_logits = model.prediction_logits(torch.cat(latents))
+        values = value_logits.view(k_steps + 1, b, -1).unbind(0)
+        policies = policy_logits.view(k_steps + 1, b, -1).unbind(0)
+    else:  # once per position, root first, as the reference's unroll calls them
+        values, policies = zip(*(model.prediction_logits(z) for z in latents))
     # The value-prefix head once over all K positions (see EfficientZeroNet.value_prefix_logits).
     prefixes = model.value_prefix_logits(torch.cat(hidden)).view(k_steps, b, -1).unbind(0)
 

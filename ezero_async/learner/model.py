@@ -140,12 +140,14 @@ class EfficientZeroNet(nn.Module):
         """latents [N, ...], any mix of unroll depths -> (value logits float[N, 2S+1], policy
         logits float[N, A]).
 
-        In the learner N = (K+1)*B, the root and every unrolled latent in one batch, for the
-        reason value_prefix_logits gives: latents drift with depth, and per-position batch
-        statistics would normalise that drift away in training while the running statistics
-        every eval-mode call reads (acting, reanalysis, the search's leaves) keep it; in a
-        MinAtar checkpoint trained per position, eval-mode values fell with depth, by a third at
-        depth 5, where train mode read them flat (docs/deviations.md#prediction-batchnorm)."""
+        With learner.prediction_heads = 'joint' the learner passes N = (K+1)*B, the root and
+        every unrolled latent in one batch, for the reason value_prefix_logits gives: latents
+        drift with depth, and per-position batch statistics normalise that drift away in
+        training while the running statistics every eval-mode call reads (acting, reanalysis,
+        the search's leaves) keep it; in a MinAtar checkpoint trained per position, eval-mode
+        values fell with depth, by a sixth at depth 5, where train mode read them flat. Per
+        position (the reference's, the default) it passes one position's B latents at a time
+        (docs/deviations.md#prediction-batchnorm)."""
         return self.prediction(latents)
 
     def initial_inference_scalar(self, obs: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
