@@ -14,9 +14,9 @@ action (near 1: the policy plays one action everywhere, whatever the state). Eva
 far above train-mode ones mean the running statistics misfit root latents. `--simulations 25
 50` adds the top visit share of searches. `--depth 5` adds the mean value at unroll depths 0..5
 along the stored actions, in eval mode and in train mode with the heads run per depth (as the
-reference trains them) or once over all depths (learner.prediction_heads = joint): eval-mode values that
-drift with depth where train-mode ones stay flat mean the heads' running statistics misfit
-unrolled latents (docs/deviations.md#prediction-batchnorm).
+reference trains them) or once over all depths (learner.prediction_heads = joint): eval-mode
+values that drift with depth where train-mode ones stay flat mean the heads' running statistics
+misfit unrolled latents (docs/deviations.md#prediction-batchnorm).
 """
 from __future__ import annotations
 
