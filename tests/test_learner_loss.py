@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 import torch
 
-from ezero_async.config import build_config
+from ezero_async.config import LearnerConfig, build_config
 from ezero_async.learner import loss as loss_mod
 from ezero_async.learner.augment import random_shift_intensity
 from ezero_async.learner.learner import Learner
@@ -197,36 +197,11 @@ def _fit_by_position_and_unroll(seed: int, prediction_heads: str = "per_position
     return np.array(values), np.array(prefixes)
 
 
-@pytest.mark.parametrize("game,shape,actions", [("CartPole", (4,), 2), ("MinAtar/Breakout", (10, 10, 4), 3)])
-def test_joint_prediction_heads_run_once_over_every_unroll_position(game, shape, actions):
-    """docs/deviations.md#prediction-batchnorm, learner.prediction_heads = 'joint': one
-    train-mode call of the prediction net per update, over the K + 1 unrolled latents (the root
-    first, then depth 1..K, B rows each), so its BatchNorm running statistics average the same
-    batches its training normalised with; the consistency targets' roots never reach it."""
-    cfg, lcfg, model, batch = _setup(game, shape, actions, prediction_heads="joint")
-    model.train()
-    staged = BatchMover(CPU).stage(batch)
-    first, _ = model_inputs(model, staged.obs, cfg.env.frame_stack, lcfg.unroll_steps, False, None)
-    with torch.no_grad():
-        root = copy.deepcopy(model).represent(first)  # train-mode batch statistics: no state is read
-    seen: list[torch.Tensor] = []
-    hook = model.prediction.register_forward_hook(lambda module, args, out: seen.append(args[0].detach().clone()))
-    try:
-        unrolled_loss(model, staged, lcfg, cfg.env.frame_stack, augment=False)
-    finally:
-        hook.remove()
-    b = batch.weights.shape[0]
-    assert len(seen) == 1 and seen[0].shape[0] == (lcfg.unroll_steps + 1) * b
-    torch.testing.assert_close(seen[0][:b], root, atol=1e-6, rtol=1e-5)
-    bn = next(m for m in model.prediction.modules() if isinstance(m, torch.nn.modules.batchnorm._BatchNorm))
-    assert int(bn.num_batches_tracked) == 1
-
-
-def test_per_position_prediction_heads_see_each_position_and_the_consistency_roots():
-    """learner.prediction_heads = 'per_position' (the reference's): K train-mode calls on the
-    consistency targets' roots, then one per unroll position, root first, B rows each."""
-    cfg, lcfg, model, batch = _setup("CartPole", (4,), 2)
-    assert lcfg.prediction_heads == "per_position"  # the default
+def _prediction_inputs_of_one_update(game, shape, actions, heads):
+    """One train-mode unrolled_loss with learner.prediction_heads = heads. Returns (K, B, the
+    prediction net's inputs in call order, the train-mode root latents of the K consistency
+    targets and then of the unroll, the prediction BatchNorm's num_batches_tracked)."""
+    cfg, lcfg, model, batch = _setup(game, shape, actions, prediction_heads=heads)
     model.train()
     staged = BatchMover(CPU).stage(batch)
     first, targets = model_inputs(model, staged.obs, cfg.env.frame_stack, lcfg.unroll_steps, False, None)
@@ -239,12 +214,32 @@ def test_per_position_prediction_heads_see_each_position_and_the_consistency_roo
         unrolled_loss(model, staged, lcfg, cfg.env.frame_stack, augment=False)
     finally:
         hook.remove()
-    k, b = lcfg.unroll_steps, batch.weights.shape[0]
+    bn = next(m for m in model.prediction.modules() if isinstance(m, torch.nn.modules.batchnorm._BatchNorm))
+    return lcfg.unroll_steps, batch.weights.shape[0], seen, roots, int(bn.num_batches_tracked)
+
+
+@pytest.mark.parametrize("game,shape,actions", [("CartPole", (4,), 2), ("MinAtar/Breakout", (10, 10, 4), 3)])
+def test_joint_prediction_heads_run_once_over_every_unroll_position(game, shape, actions):
+    """docs/deviations.md#prediction-batchnorm, learner.prediction_heads = 'joint': one
+    train-mode call of the prediction net per update, over the K + 1 unrolled latents (the root
+    first, then depth 1..K, B rows each), so its BatchNorm running statistics average the same
+    batches its training normalised with; the consistency targets' roots never reach it."""
+    k, b, seen, roots, tracked = _prediction_inputs_of_one_update(game, shape, actions, "joint")
+    assert len(seen) == 1 and seen[0].shape[0] == (k + 1) * b
+    torch.testing.assert_close(seen[0][:b], roots[-1], atol=1e-6, rtol=1e-5)
+    assert tracked == 1
+
+
+def test_per_position_prediction_heads_see_each_position_and_the_consistency_roots():
+    """learner.prediction_heads = 'per_position' (the reference's, the default): K train-mode
+    calls on the consistency targets' roots, then one per unroll position, root first, B rows
+    each."""
+    assert LearnerConfig().prediction_heads == "per_position"
+    k, b, seen, roots, tracked = _prediction_inputs_of_one_update("CartPole", (4,), 2, "per_position")
     assert len(seen) == 2 * k + 1 and all(x.shape[0] == b for x in seen)
     for got, root in zip(seen[:k + 1], roots):  # the K target roots, then the unroll's root
         torch.testing.assert_close(got, root, atol=1e-6, rtol=1e-5)
-    bn = next(m for m in model.prediction.modules() if isinstance(m, torch.nn.modules.batchnorm._BatchNorm))
-    assert int(bn.num_batches_tracked) == 2 * k + 1
+    assert tracked == 2 * k + 1
 
 
 def test_joint_value_head_reads_every_depth_in_eval_mode():
