@@ -208,6 +208,18 @@ def slow_preset_warning(config: RunConfig, device: str) -> str | None:
             "(--game MinAtar/Breakout) or --preset cartpole with CartPole; --preset smoke checks the set-up")
 
 
+def cpu_bf16_warning(config: RunConfig, device: str) -> str | None:
+    """A warning when a CPU run asks for bf16 autocast and the CPU has no bf16 instructions."""
+    from ezero_async.runtime.fastpath import cpu_has_bf16
+
+    asked = [f"{key} = bf16" for key, amp in (("learner.amp", config.learner.amp), ("batcher.amp", config.batcher.amp))
+             if amp == "bf16"]
+    if device != "cpu" or not asked or cpu_has_bf16():
+        return None
+    return (f"{' and '.join(asked)} on a CPU without bf16 instructions (AVX512-BF16 or AMX): bf16 autocast "
+            "runs slower than fp32 here; --set learner.amp=off --set batcher.amp=off trains in fp32")
+
+
 def cleanup() -> int:
     """--cleanup: unlink the shared-memory segments of runs whose process is gone."""
     from ezero_async.replay.shm import remove_stale_segments
@@ -253,9 +265,9 @@ def _start(args: argparse.Namespace, config: RunConfig, run_dir: Path, game_id, 
             clear_unstarted_run(run_dir)
         print(f"ezero_async: {game_id.label} ({game_id.env_id}), preset {config.preset}, device {device}, "
               f"{config.runtime.env_steps} env steps -> {run_dir}", file=sys.stderr)
-    warning = slow_preset_warning(config, device)
-    if warning is not None:
-        print(f"ezero_async: warning: {warning}", file=sys.stderr)
+    for warning in (slow_preset_warning(config, device), cpu_bf16_warning(config, device)):
+        if warning is not None:
+            print(f"ezero_async: warning: {warning}", file=sys.stderr)
     return train(config, run_dir, device, resume=resume)
 
 

@@ -106,3 +106,24 @@ def test_help_config_lists_fields(capsys):
     assert main(["--help-config"]) == 0
     out = capsys.readouterr().out
     assert "learner.lr_init = 0.2" in out and "Peak learning rate" in out
+
+
+@pytest.mark.parametrize("has_bf16, device, overrides, expected", [
+    (False, "cpu", ["learner.amp=bf16", "batcher.amp=bf16"], "learner.amp = bf16 and batcher.amp = bf16 on a CPU"),
+    (False, "cpu", ["batcher.amp=bf16"], "batcher.amp = bf16 on a CPU"),
+    (True, "cpu", ["learner.amp=bf16", "batcher.amp=bf16"], None),
+    (False, "cpu", [], None),
+    (False, "cuda", ["learner.amp=bf16"], None),
+])
+def test_bf16_on_a_cpu_without_bf16_instructions_is_warned(monkeypatch, has_bf16, device, overrides, expected):
+    from ezero_async.config.values import apply_overrides, parse_override
+    from ezero_async.main import cpu_bf16_warning
+    from ezero_async.runtime import fastpath
+
+    monkeypatch.setattr(fastpath, "cpu_has_bf16", lambda: has_bf16)
+    config = apply_overrides(build_config("minatar", "MinAtar/Breakout"), dict(parse_override(o) for o in overrides))
+    warning = cpu_bf16_warning(config, device)
+    if expected is None:
+        assert warning is None
+    else:
+        assert warning.startswith(expected) and "--set learner.amp=off --set batcher.amp=off" in warning

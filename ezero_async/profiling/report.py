@@ -13,8 +13,6 @@ from __future__ import annotations
 import math
 from dataclasses import asdict, dataclass, field
 
-import torch
-
 from ezero_async.config.sections import RunConfig
 from ezero_async.profiling.probe import CpuUse, Window
 
@@ -58,6 +56,7 @@ class Setup:
     def of(cls, config: RunConfig, device: str, cores: int, planned: RunConfig | None = None) -> Setup:
         """`config`: as profiled; `planned`: the run as configured, which the projection is for
         (the profiler's own overrides make the profiled run endless)."""
+        from ezero_async.runtime.fastpath import cpu_has_bf16
         from ezero_async.runtime.pacer import Pacer
 
         rt, b = config.runtime, config.batcher
@@ -72,12 +71,6 @@ class Setup:
                    total_updates=Pacer(plan, (planned or config).learner).total_steps,
                    final_eval_episodes=plan.final_eval_episodes, isolation=config.learner.isolation,
                    fast_path=fast_path(config, device), inference_amp=b.amp, cpu_bf16=cpu_has_bf16())
-
-
-def cpu_has_bf16() -> bool:
-    """Whether this CPU has bf16 instructions (torch's own probes; False where it has none)."""
-    probes = [getattr(torch.cpu, name, None) for name in ("_is_avx512_bf16_supported", "_is_amx_tile_supported")]
-    return any(probe() for probe in probes if probe is not None)
 
 
 def fast_path(config: RunConfig, device: str) -> str:

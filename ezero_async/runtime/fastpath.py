@@ -1,7 +1,8 @@
-"""The process-wide CUDA switches a run applies at start-up: TF32 and the channels-last layout.
+"""The process-wide CUDA switches a run applies at start-up: TF32 and the channels-last layout;
+and whether this CPU has the bf16 instructions that make `learner.amp`/`batcher.amp` bf16 pay.
 
-Both are no-ops on a CPU (a `--serial` CPU run stays bit-identical whatever they say); on CUDA
-they change numbers within fp32 rounding (TF32) or not at all (layout).
+Both switches are no-ops on a CPU (a `--serial` CPU run stays bit-identical whatever they say);
+on CUDA they change numbers within fp32 rounding (TF32) or not at all (layout).
 """
 from __future__ import annotations
 
@@ -44,3 +45,10 @@ def in_effect(config: RunConfig, device: torch.device, image: bool) -> list[str]
     switches = (("cuda_graphs", config.batcher.cuda_graphs), ("tf32", rt.tf32),
                 ("channels_last", uses_channels_last(rt, device, image)))
     return [name for name, on in switches if on]
+
+
+def cpu_has_bf16() -> bool:
+    """Whether this CPU has bf16 instructions (AVX512-BF16 or AMX; torch's own probes, False
+    where it has none): without them bf16 autocast on a CPU runs slower than fp32."""
+    probes = [getattr(torch.cpu, name, None) for name in ("_is_avx512_bf16_supported", "_is_amx_tile_supported")]
+    return any(probe() for probe in probes if probe is not None)
