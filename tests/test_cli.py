@@ -110,9 +110,9 @@ def test_help_config_lists_fields(capsys):
 
 @pytest.mark.parametrize("has_bf16, device, overrides, expected", [
     (False, "cpu", ["learner.amp=bf16", "batcher.amp=bf16"], "learner.amp = bf16 and batcher.amp = bf16 on a CPU"),
-    (False, "cpu", ["batcher.amp=bf16"], "batcher.amp = bf16 on a CPU"),
+    (False, "cpu", ["learner.amp=off", "batcher.amp=bf16"], "batcher.amp = bf16 on a CPU"),
     (True, "cpu", ["learner.amp=bf16", "batcher.amp=bf16"], None),
-    (False, "cpu", [], None),
+    (False, "cpu", ["learner.amp=off", "batcher.amp=off"], None),
     (False, "cuda", ["learner.amp=bf16"], None),
 ])
 def test_bf16_on_a_cpu_without_bf16_instructions_is_warned(monkeypatch, has_bf16, device, overrides, expected):
