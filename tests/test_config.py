@@ -8,6 +8,7 @@ from ezero_async.config import (
     RunConfig, build_config, config_from_dict, config_to_dict, field_docs, parse_override, preset_names,
 )
 from ezero_async.config.sections import SECTIONS
+from ezero_async.config.values import apply_overrides
 from ezero_async.errors import ConfigError
 
 
@@ -43,14 +44,22 @@ def test_atari100k_v2_has_the_gumbel_spec_values():
     assert c.search.discount == v1.search.discount and c.env == v1.env
 
 
-@pytest.mark.parametrize("v1, v2, sims", [("cartpole", "cartpole-v2", 8), ("minatar", "minatar-v2", 16)])
-def test_small_v2_presets_are_their_v1_preset_with_gumbel_search(v1, v2, sims):
+@pytest.mark.parametrize("v1, v2, sims, changed", [
+    ("cartpole", "cartpole-v2", 8, {"search.gumbel_scale": 2.0, "learner.prediction_heads": "joint"}),
+    ("minatar", "minatar-v2", 16, {}),
+])
+def test_small_v2_presets_are_their_v1_preset_with_gumbel_search(v1, v2, sims, changed):
+    """Gumbel search and its simulations, plus only the listed settings (measured per preset)."""
     game = "CartPole" if v1 == "cartpole" else "MinAtar/Breakout"
     a, b = build_config(v1, game), build_config(v2, game)
     assert (b.search.mode, b.search.num_simulations) == ("gumbel", sims)
+    overrides = {"search.mode": "gumbel", "search.num_simulations": sims, **changed}
+    expected = apply_overrides(a, overrides)
     for name in SECTIONS:
-        if name != "search":
-            assert getattr(a, name) == getattr(b, name), name
+        assert getattr(b, name) == getattr(expected, name), name
+    for key, value in changed.items():
+        section, name = key.split(".")
+        assert getattr(getattr(a, section), name) != value, key
 
 
 def test_preset_base_chains_are_checked(monkeypatch):
