@@ -5,7 +5,7 @@ import sys
 
 import pytest
 
-from ezero_async.config import build_config, config_to_dict
+from ezero_async.config import apply_overrides, build_config, config_to_dict, parse_override
 from ezero_async.main import EXIT_USAGE, build_parser, config_from_args, main
 
 
@@ -116,7 +116,6 @@ def test_help_config_lists_fields(capsys):
     (False, "cuda", ["learner.amp=bf16"], None),
 ])
 def test_bf16_on_a_cpu_without_bf16_instructions_is_warned(monkeypatch, has_bf16, device, overrides, expected):
-    from ezero_async.config.values import apply_overrides, parse_override
     from ezero_async.main import cpu_bf16_warning
     from ezero_async.runtime import fastpath
 

@@ -5,10 +5,10 @@ import json
 import pytest
 
 from ezero_async.config import (
-    RunConfig, build_config, config_from_dict, config_to_dict, field_docs, parse_override, preset_names,
+    RunConfig, apply_overrides, build_config, config_from_dict, config_to_dict, field_docs, parse_override,
+    preset_names,
 )
 from ezero_async.config.sections import SECTIONS
-from ezero_async.config.values import apply_overrides
 from ezero_async.errors import ConfigError
 
 
