@@ -80,3 +80,60 @@ def test_a_run_without_summary_is_one_line_and_exit_2(tmp_path, capsys):
     assert check_learning.main(["--report", str(tmp_path)]) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and "no summary.json" in err[0]
+
+
+def _write_runs(root, curves, game="CartPole", preset="cartpole", wall=300.0):
+    dirs = []
+    for seed, means in curves:
+        d = root / f"seed-{seed}"
+        d.mkdir(parents=True)
+        (d / "summary.json").write_text(json.dumps(dict(_summary(seed, means, wall=wall), game=game, preset=preset)))
+        dirs.append(str(d))
+    return dirs
+
+
+def test_comparison_with_a_baseline_uses_mean_final_and_held_and_wall_time():
+    runs = [check_learning.seed_result(_summary(s, m, wall=100.0), "r", reach=None)
+            for s, m in [(1, [0, 8, 8, 8]), (2, [0, 5, 6, 6])]]  # final 7.0, held 6.5
+    base = [check_learning.seed_result(_summary(s, m, wall=200.0), "b", reach=None)
+            for s, m in [(1, [0, 9, 9, 9]), (2, [0, 5, 4, 5])]]  # final 7.0, held 6.5
+    checks = check_learning.compare(runs, base, faster=True)
+    assert [ok for _, ok in checks] == [True, True, True, True]  # ties are "at least as good"
+    assert "0.50x" in checks[-1][0]
+    slower = check_learning.compare(base, runs, faster=True)
+    assert [ok for _, ok in slower] == [True, True, True, False]
+    worse_held = [check_learning.seed_result(_summary(1, [0, 9, 2, 8]), "w", reach=None),
+                  check_learning.seed_result(_summary(2, [0, 5, 6, 6]), "w", reach=None)]  # final 7.0, held 3.5
+    assert [ok for _, ok in check_learning.compare(worse_held, base, faster=False)] == [True, False, True]
+
+
+def test_report_against_a_baseline_writes_both_groups(tmp_path, capsys):
+    runs = _write_runs(tmp_path / "v2", [(1, [0, 6, 7]), (2, [0, 7, 8])], preset="minatar-v2", wall=60.0)
+    base = _write_runs(tmp_path / "v1", [(1, [0, 5, 6]), (2, [0, 6, 7])], preset="minatar", wall=90.0)
+    out = tmp_path / "report"
+    code = check_learning.main(["--report", *runs, "--baseline", *base, "--faster", "--out", str(out)])
+    printed = capsys.readouterr().out
+    assert code == 0, printed
+    assert "Baseline, minatar:" in printed and "PASS  mean final 7.5 >= baseline's 6.5" in printed
+    report = json.loads((out / "report.json").read_text())
+    assert report["baseline"]["preset"] == "minatar"
+    assert report["baseline"]["across_seeds"]["final"] == {"mean": 6.5, "std": 0.5}
+    assert (out / "curves.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    # The other way round the runs are worse and slower: exit 1.
+    assert check_learning.main(["--report", *base, "--baseline", *runs, "--faster", "--out", str(tmp_path / "r2")]) == 1
+
+
+def test_a_baseline_of_another_game_or_faster_without_one_is_exit_2(tmp_path, capsys):
+    runs = _write_runs(tmp_path / "a", [(1, [0, 6, 7])], game="MinAtar/Breakout")
+    other = _write_runs(tmp_path / "b", [(1, [0, 6, 7])], game="CartPole")
+    assert check_learning.main(["--report", *runs, "--baseline", *other, "--out", str(tmp_path / "r")]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "compare runs of one game" in err[0]
+    assert not (tmp_path / "r").exists()
+    with pytest.raises(SystemExit) as exc:
+        check_learning.main(["--report", *runs, "--faster"])
+    assert exc.value.code == 2
+    assert "--baseline" in capsys.readouterr().err
+    # Before training: a baseline of another game stops the tool before any run starts.
+    assert check_learning.main(["--game", "CartPole", "--baseline", *runs, "--out", str(tmp_path / "t")]) == 2
+    assert "compare runs of one game" in capsys.readouterr().err and not (tmp_path / "t").exists()

@@ -5,6 +5,7 @@
   python tools/check_learning.py --game MinAtar/Breakout --preset minatar --seeds 3 \\
       --final-min 6.1 --max-fallback-std 1
   python tools/check_learning.py --report runs/learning-CartPole-cartpole-*/seed-*   # judge existing runs
+  python tools/check_learning.py --report runs/v2/seed-* --baseline runs/v1/seed-*   # one recipe against another
 
 Each seed is one `python -m ezero_async.main` run, its output in OUT/seed-N.log (a progress line
 a minute, every evaluation), `--parallel` at a time (default 2: the runs use one torch thread per
@@ -18,7 +19,11 @@ best and held. It writes report.json, a table in Markdown (report.md) and a PNG 
 evaluation curve with their mean.
 
 Pass/fail uses final and held figures, never the best: each check given is applied to every
-seed. Exit code 0 on pass, 1 on fail, 2 on bad arguments or a run that did not finish.
+seed. With --baseline (finished runs of another recipe on the same game) the report also prints
+the baseline's table and compares the two groups: the runs pass only if their across-seed mean
+final and mean held are at least the baseline's, at no more env steps, and (with --faster) their
+mean wall time is below the baseline's; the PNG draws both groups, one colour each, seeds thin
+and means thick. Exit code 0 on pass, 1 on fail, 2 on bad arguments or a run that did not finish.
 """
 from __future__ import annotations
 
@@ -139,6 +144,23 @@ def judge(results: Sequence[SeedResult], criteria: Criteria) -> list[tuple[str, 
     return checks
 
 
+def compare(results: Sequence[SeedResult], baseline: Sequence[SeedResult], faster: bool,
+            digits: int = 1) -> list[tuple[str, bool]]:
+    """(check, passed) for the runs against a baseline group: across-seed means of the final and
+    held figures at least the baseline's, at most its env steps, and (faster) less mean wall time."""
+    checks = []
+    for name in ("final", "held"):
+        mine, theirs = (statistics.fmean(getattr(r, name) for r in group) for group in (results, baseline))
+        checks.append((f"mean {name} {mine:.{digits}f} >= baseline's {theirs:.{digits}f}", mine >= theirs))
+    mine_steps, their_steps = (max(r.env_steps for r in group) for group in (results, baseline))
+    checks.append((f"env steps {mine_steps:,} <= baseline's {their_steps:,}", mine_steps <= their_steps))
+    if faster:
+        mine_wall, their_wall = (statistics.fmean(r.wall_time_s for r in group) / 60 for group in (results, baseline))
+        checks.append((f"mean wall time {mine_wall:.1f} min < baseline's {their_wall:.1f} min "
+                       f"({mine_wall / their_wall:.2f}x)", mine_wall < their_wall))
+    return checks
+
+
 def _fmt(value: float | int | None, digits: int = 1) -> str:
     if value is None:
         return "-"
@@ -163,22 +185,36 @@ def markdown(results: Sequence[SeedResult], reach: float | None, digits: int) ->
     return "\n".join(lines)
 
 
-def plot(results: Sequence[SeedResult], out: Path, title: str) -> None:
-    """PNG: every seed's evaluation curve (thin) and their mean at the shared env steps (thick)."""
+def _mean_curve(results: Sequence[SeedResult]) -> tuple[list[int], list[float]]:
+    """The across-seed mean at the env steps every seed evaluated at."""
+    shared = sorted(set.intersection(*(set(x for x, _, _ in r.curve) for r in results)))
+    by_seed = [{x: y for x, y, _ in r.curve} for r in results]
+    return shared, [statistics.fmean(d[x] for d in by_seed) for x in shared]
+
+
+def plot(groups: Sequence[tuple[str, Sequence[SeedResult]]], out: Path, title: str) -> None:
+    """PNG: every seed's evaluation curve (thin) and their mean at the shared env steps (thick).
+    One group: a colour per seed and a black mean; several: a colour per group."""
     import matplotlib
     matplotlib.use("Agg")
     from matplotlib import pyplot as plt
 
     fig, ax = plt.subplots(figsize=(8, 5))
-    for r in results:
-        xs, ys, sd = zip(*r.curve)
-        ax.plot(xs, ys, lw=1, marker=".", label=f"seed {r.seed} (final {r.final:.1f})")
-        ax.fill_between(xs, [y - s for y, s in zip(ys, sd)], [y + s for y, s in zip(ys, sd)], alpha=0.08)
-    shared = sorted(set.intersection(*(set(x for x, _, _ in r.curve) for r in results)))
-    if shared:
-        by_seed = [{x: y for x, y, _ in r.curve} for r in results]
-        ax.plot(shared, [statistics.fmean(d[x] for d in by_seed) for x in shared], lw=3, color="black",
-                label="mean over seeds")
+    single = len(groups) == 1
+    for g, (label, results) in enumerate(groups):
+        colour = None if single else f"C{g}"
+        for r in results:
+            xs, ys, sd = zip(*r.curve)
+            ax.plot(xs, ys, lw=1, marker=".", color=colour, alpha=1.0 if single else 0.5,
+                    label=f"seed {r.seed} (final {r.final:.1f})" if single else None)
+            if single:
+                ax.fill_between(xs, [y - s for y, s in zip(ys, sd)], [y + s for y, s in zip(ys, sd)], alpha=0.08)
+        xs, means = _mean_curve(results)
+        if xs:
+            finals = statistics.fmean(r.final for r in results)
+            ax.plot(xs, means, lw=3, color="black" if single else colour,
+                    label="mean over seeds" if single else f"{label}: mean of {len(results)} seeds "
+                                                            f"(final {finals:.1f})")
     ax.set_xlabel("env steps")
     ax.set_ylabel("evaluation return")
     ax.set_title(title)
@@ -254,6 +290,9 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     p.add_argument("--out", type=Path, default=None, help="folder of the seeds' run dirs and the report")
     p.add_argument("--report", type=Path, nargs="+", default=None, metavar="RUN_DIR",
                    help="judge these finished runs instead of training")
+    p.add_argument("--baseline", type=Path, nargs="+", default=None, metavar="RUN_DIR",
+                   help="finished runs of another recipe on the same game to compare with")
+    p.add_argument("--faster", action="store_true", help="with --baseline: the runs' mean wall time must be lower")
     p.add_argument("--final-min", type=float, default=None, help="every seed's final evaluation >= this")
     p.add_argument("--held-min", type=float, default=None, help="every seed's held figure >= this")
     p.add_argument("--reach", type=float, default=None, help="return whose first crossing is reported")
@@ -266,6 +305,8 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     args = p.parse_args(argv)
     if args.seeds < 1 or args.parallel < 1:
         p.error("--seeds and --parallel must be >= 1")
+    if args.faster and args.baseline is None:
+        p.error("--faster compares with a baseline: give --baseline RUN_DIR ...")
     return args
 
 
@@ -278,12 +319,36 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 2
 
 
+def load_group(dirs: Sequence[Path], reach: float | None) -> tuple[list[SeedResult], str | None, str | None]:
+    """Judge finished runs: (their results, the game and preset of the first)."""
+    results, game, preset = [], None, None
+    for d in dirs:
+        path = d / "summary.json"
+        if not path.is_file():
+            raise ReportError(f"{d}: no summary.json (the run did not finish)")
+        summary = json.loads(path.read_text())
+        game, preset = game or summary.get("game"), preset or summary.get("preset")
+        results.append(seed_result(summary, str(d), reach))
+    return results, game, preset
+
+
+def _group_label(preset: str | None, dirs: Sequence[Path], other_preset: str | None) -> str:
+    """The preset, and the runs' folder where both groups ran the same preset."""
+    folder = Path(dirs[0]).resolve().parent.name
+    return f"{preset} ({folder})" if preset == other_preset or preset is None else str(preset)
+
+
 def _main(args: argparse.Namespace) -> int:
+    baseline: list[SeedResult] = []
+    if args.baseline is not None:  # loaded first: a bad baseline fails now, not after hours of training
+        baseline, base_game, base_preset = load_group(args.baseline, args.reach)
     if args.report is not None:
         dirs = list(args.report)
         out = args.out or dirs[0].parent
     else:
         args.game, args.preset = args.game or "CartPole", args.preset or "cartpole"
+        if args.baseline is not None and base_game != args.game:
+            raise ReportError(f"the baseline runs played {base_game}, not {args.game}: compare runs of one game")
         from ezero_async.config import build_config
         from ezero_async.config.values import parse_override
         from ezero_async.errors import UserError
@@ -296,19 +361,20 @@ def _main(args: argparse.Namespace) -> int:
         stamp = time.strftime("%Y%m%d-%H%M%S")
         out = args.out or Path("runs") / f"learning-{args.game.replace('/', '-')}-{args.preset}-{stamp}"
         dirs = run_seeds(args, out)
-    results = []
-    for d in dirs:
-        path = d / "summary.json"
-        if not path.is_file():
-            raise ReportError(f"{d}: no summary.json (the run did not finish)")
-        summary = json.loads(path.read_text())
-        args.game, args.preset = args.game or summary.get("game"), args.preset or summary.get("preset")
-        results.append(seed_result(summary, str(d), args.reach))
+    results, game, preset = load_group(dirs, args.reach)
+    args.game, args.preset = args.game or game, args.preset or preset
     criteria = Criteria(final_min=args.final_min, held_min=args.held_min, reach=args.reach, floor=args.floor,
                         max_fallback_std=args.max_fallback_std, max_env_steps=args.max_env_steps,
                         minutes=args.minutes)
     checks = judge(results, criteria)
     table = markdown(results, args.reach, args.digits)
+    if args.baseline is not None:
+        if base_game != args.game:
+            raise ReportError(f"the baseline runs played {base_game}, the runs {args.game}: compare runs of one game")
+        labels = (_group_label(args.preset, dirs, base_preset), _group_label(base_preset, args.baseline, args.preset))
+        checks += compare(results, baseline, args.faster, args.digits)
+        table = (f"{labels[0]}:\n\n{table}\n\nBaseline, {labels[1]}:\n\n"
+                 + markdown(baseline, args.reach, args.digits))
     print(table)
     for name, ok in checks:
         print(f"{'PASS' if ok else 'FAIL'}  {name}")
@@ -321,8 +387,18 @@ def _main(args: argparse.Namespace) -> int:
               "seeds": [asdict(r) for r in results],
               "across_seeds": {name: dict(zip(("mean", "std"), mean_std([getattr(r, name) for r in results])))
                                for name in ("final", "held", "best")}}
+    if args.baseline is not None:
+        report["baseline"] = {"preset": base_preset, "seeds": [asdict(r) for r in baseline],
+                              "across_seeds": {name: dict(zip(("mean", "std"),
+                                                              mean_std([getattr(r, name) for r in baseline])))
+                                               for name in ("final", "held", "best", "wall_time_s")}}
     write_text_atomic(out / "report.json", json.dumps(report, indent=2))
-    plot(results, out / "curves.png", f"{args.game} ({args.preset}): evaluation return, {len(results)} seeds")
+    if args.baseline is not None:
+        plot(list(zip(labels, (results, baseline))), out / "curves.png",
+             f"{args.game}: {labels[0]} against {labels[1]}, evaluation return")
+    else:
+        plot([(str(args.preset), results)], out / "curves.png",
+             f"{args.game} ({args.preset}): evaluation return, {len(results)} seeds")
     print(f"report: {out / 'report.md'}, {out / 'report.json'}, {out / 'curves.png'}")
     print("PASS" if passed else "FAIL")
     return 0 if passed else 1
