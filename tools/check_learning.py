@@ -102,6 +102,11 @@ def mean_std(values: Sequence[float]) -> tuple[float, float]:
     return statistics.fmean(values), (statistics.pstdev(values) if len(values) > 1 else 0.0)
 
 
+def across_seeds(results: Sequence[SeedResult], names: Sequence[str]) -> dict[str, dict[str, float]]:
+    """{field: {"mean", "std"}} over the seeds, for report.json."""
+    return {name: dict(zip(("mean", "std"), mean_std([getattr(r, name) for r in results]))) for name in names}
+
+
 @dataclass(frozen=True)
 class Criteria:
     """The checks applied to every seed; None leaves one out."""
@@ -338,6 +343,11 @@ def _group_label(preset: str | None, dirs: Sequence[Path], other_preset: str | N
     return f"{preset} ({folder})" if preset == other_preset or preset is None else str(preset)
 
 
+def _same_game(game: str | None, base_game: str | None) -> None:
+    if base_game != game:
+        raise ReportError(f"the baseline runs played {base_game}, the runs {game}: compare runs of one game")
+
+
 def _main(args: argparse.Namespace) -> int:
     baseline: list[SeedResult] = []
     if args.baseline is not None:  # loaded first: a bad baseline fails now, not after hours of training
@@ -347,8 +357,8 @@ def _main(args: argparse.Namespace) -> int:
         out = args.out or dirs[0].parent
     else:
         args.game, args.preset = args.game or "CartPole", args.preset or "cartpole"
-        if args.baseline is not None and base_game != args.game:
-            raise ReportError(f"the baseline runs played {base_game}, not {args.game}: compare runs of one game")
+        if args.baseline is not None:
+            _same_game(args.game, base_game)
         from ezero_async.config import build_config
         from ezero_async.config.values import parse_override
         from ezero_async.errors import UserError
@@ -369,8 +379,7 @@ def _main(args: argparse.Namespace) -> int:
     checks = judge(results, criteria)
     table = markdown(results, args.reach, args.digits)
     if args.baseline is not None:
-        if base_game != args.game:
-            raise ReportError(f"the baseline runs played {base_game}, the runs {args.game}: compare runs of one game")
+        _same_game(args.game, base_game)
         labels = (_group_label(args.preset, dirs, base_preset), _group_label(base_preset, args.baseline, args.preset))
         checks += compare(results, baseline, args.faster, args.digits)
         table = (f"{labels[0]}:\n\n{table}\n\nBaseline, {labels[1]}:\n\n"
@@ -385,13 +394,10 @@ def _main(args: argparse.Namespace) -> int:
     report = {"game": args.game, "preset": args.preset, "criteria": asdict(criteria),
               "checks": [{"check": n, "passed": ok} for n, ok in checks], "passed": passed,
               "seeds": [asdict(r) for r in results],
-              "across_seeds": {name: dict(zip(("mean", "std"), mean_std([getattr(r, name) for r in results])))
-                               for name in ("final", "held", "best")}}
+              "across_seeds": across_seeds(results, ("final", "held", "best"))}
     if args.baseline is not None:
         report["baseline"] = {"preset": base_preset, "seeds": [asdict(r) for r in baseline],
-                              "across_seeds": {name: dict(zip(("mean", "std"),
-                                                              mean_std([getattr(r, name) for r in baseline])))
-                                               for name in ("final", "held", "best", "wall_time_s")}}
+                              "across_seeds": across_seeds(baseline, ("final", "held", "best", "wall_time_s"))}
     write_text_atomic(out / "report.json", json.dumps(report, indent=2))
     if args.baseline is not None:
         plot(list(zip(labels, (results, baseline))), out / "curves.png",
