@@ -3,9 +3,17 @@ curves (the report judges the policy a run ends with, never its best evaluation)
 from __future__ import annotations
 
 import json
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
 
 import pytest
 
+from ezero_async.config import build_config
+from ezero_async.runtime.pacer import Pacer
+from ezero_async.tracking.checkpoint import list_checkpoints
 from tool_module import load_tool
 
 
@@ -137,3 +145,45 @@ def test_a_baseline_of_another_game_or_faster_without_one_is_exit_2(tmp_path, ca
     # Before training: a baseline of another game stops the tool before any run starts.
     assert check_learning.main(["--game", "CartPole", "--baseline", *runs, "--out", str(tmp_path / "t")]) == 2
     assert "compare runs of one game" in capsys.readouterr().err and not (tmp_path / "t").exists()
+
+
+TOOL = [sys.executable, str(Path(__file__).resolve().parents[1] / "tools" / "check_learning.py")]
+SMOKE = ["--game", "CartPole", "--preset", "smoke", "--seeds", "2", "--parallel", "2",
+         "--set", "tracking.checkpoint_interval=20", "--set", "runtime.env_steps=500",
+         "--set", "runtime.eval_interval=200"]
+
+
+def test_sigint_stops_the_seeds_with_checkpoints_and_the_same_command_continues(tmp_path):
+    out = tmp_path / "check"
+    proc = subprocess.Popen([*TOOL, *SMOKE, "--out", str(out)], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                            text=True)
+    runs = [out / "runs" / f"classic-CartPole-s{seed}" for seed in (1, 2)]
+    deadline = time.monotonic() + 180
+    while not all(list_checkpoints(d) for d in runs if d.exists()) or not all(d.exists() for d in runs):
+        assert proc.poll() is None, proc.communicate()
+        assert time.monotonic() < deadline, "no checkpoint appeared"
+        time.sleep(0.2)
+    proc.send_signal(signal.SIGINT)  # Ctrl-C: the tool forwards one SIGINT to each run
+    stdout, _ = proc.communicate(timeout=120)
+    assert proc.returncode == 130, stdout
+    assert f"--out {out}" in stdout and not (out / "report.json").exists()
+    for d in runs:  # each stopped run left its exit checkpoint (or had already finished)
+        assert (d / "summary.json").exists() or list_checkpoints(d)
+
+    again = subprocess.run([*TOOL, *SMOKE, "--out", str(out)], capture_output=True, text=True, timeout=600)
+    assert again.returncode == 0, again.stdout + again.stderr
+    report = json.loads((out / "report.json").read_text())
+    assert [s["seed"] for s in report["seeds"]] == [1, 2]
+    config = build_config("smoke", "CartPole", {"runtime.env_steps": 500})
+    for d in runs:
+        summary = json.loads((d / "summary.json").read_text())
+        assert summary["env_steps"] == 500  # continued to the end, not started over
+        assert summary["training_steps"] == Pacer(config.runtime, config.learner).total_steps
+        steps = [row["training_steps"] for row in summary["evaluations"]]
+        assert steps == sorted(set(steps)) and steps[0] == 0
+
+    other = subprocess.run([*TOOL, *SMOKE, "--set", "learner.lr_init=0.5", "--out", str(out)], capture_output=True,
+                           text=True, timeout=120)
+    assert other.returncode == 2
+    err = other.stderr.strip().splitlines()
+    assert len(err) == 1 and "holds another suite" in err[0] and "lr_init" in err[0]

@@ -4,14 +4,17 @@
       --final-min 475 --reach 450 --floor 400 --minutes 10
   python tools/check_learning.py --game MinAtar/Breakout --preset minatar --seeds 3 \\
       --final-min 6.1 --max-fallback-std 1
-  python tools/check_learning.py --report runs/learning-CartPole-cartpole-*/seed-*   # judge existing runs
-  python tools/check_learning.py --report runs/v2/seed-* --baseline runs/v1/seed-*   # one recipe against another
+  python tools/check_learning.py --report runs/learning-CartPole-cartpole-*/runs/*   # judge existing runs
+  python tools/check_learning.py --report runs/v2/runs/* --baseline runs/v1/runs/*   # one recipe against another
 
-Each seed is one `python -m ezero_async.main` run, its output in OUT/seed-N.log (a progress line
-a minute, every evaluation), `--parallel` at a time (default 2: the runs use one torch thread per
-busy thread, so two runs fill two cores; with the learner in its own process, as the CPU presets
-run it, one run alone uses about 1.5 cores and `--parallel 1` gives each run's wall time its own
-machine). The report gives per seed the final evaluation (the final test,
+The seeds are a one-game suite (python -m ezero_async.suite) in OUT: each seed is one `python -m
+ezero_async.main` run in OUT/runs/<game>-s<seed>/, its output in OUT/logs/<game>-s<seed>.log (a
+progress line a minute, every evaluation), `--parallel` at a time (default 2: the runs use one
+torch thread per busy thread, so two runs fill two cores; with the learner in its own process, as
+the CPU presets run it, one run alone uses about 1.5 cores and `--parallel 1` gives each run's wall
+time its own machine). Ctrl-C (or SIGTERM) stops every run with its checkpoint written, exit 130;
+the same command then continues the unfinished seeds from their checkpoints and keeps the finished
+ones, so a check longer than a session spans several (other arguments for the same OUT: exit 2). The report gives per seed the final evaluation (the final test,
 `runtime.final_eval_episodes` episodes), the best, the HELD figure (the minimum of the last three
 evaluations, the final one included), the env steps at which the return first reached `--reach`,
 the largest fall after the peak, and the wall time; then the across-seed mean +- std of final,
@@ -30,9 +33,7 @@ from __future__ import annotations
 import argparse
 import json
 import math
-import os
 import statistics
-import subprocess
 import sys
 import time
 from dataclasses import asdict, dataclass
@@ -40,6 +41,9 @@ from pathlib import Path
 from typing import Any, NoReturn, Sequence
 
 from ezero_async.tracking.atomic import atomic_path, write_text_atomic
+
+EXIT_STOPPED = 130
+"""Exit code when a signal stopped the runs (the same command continues them)."""
 
 HELD_WINDOW = 3
 """The held figure is the minimum of this many last evaluations."""
@@ -231,51 +235,37 @@ def plot(groups: Sequence[tuple[str, Sequence[SeedResult]]], out: Path, title: s
     plt.close(fig)
 
 
-def run_seeds(args: argparse.Namespace, out: Path) -> list[Path]:
-    """Train every seed, `--parallel` processes at a time; returns their run directories."""
-    seeds = list(range(args.first_seed, args.first_seed + args.seeds))
-    pending = list(seeds)
-    running: list[tuple[int, subprocess.Popen, float]] = []
-    dirs = {s: out / f"seed-{s}" for s in seeds}
-    for d in dirs.values():
-        if (d / "config.json").exists():
-            raise ReportError(f"{d} already holds a run: choose another --out")
-    out.mkdir(parents=True, exist_ok=True)
-    failed: list[str] = []
-    env = dict(os.environ, OMP_NUM_THREADS="1", MKL_NUM_THREADS="1")
+def say(message: str) -> None:
+    print(f"{time.strftime('%H:%M:%S')} check_learning: {message}", flush=True)
+
+
+def run_seeds(args: argparse.Namespace, out: Path) -> list[Path] | None:
+    """Train every seed as a one-game suite in `out` (ezero_async.suite), `--parallel` runs at a
+    time, one torch thread each; returns their run directories, or None when a signal stopped the
+    runs (each wrote its checkpoint: the same command continues them)."""
+    from ezero_async.envs.registry import resolve_game
+    from ezero_async.errors import UserError
+    from ezero_async.suite.executors import run_local
+    from ezero_async.suite.runs import Manifest, StatusFile, open_suite, run_specs
+
     try:
-        while pending or running:
-            while pending and len(running) < args.parallel:
-                seed = pending.pop(0)
-                cmd = [sys.executable, "-m", "ezero_async.main", "--game", args.game, "--preset", args.preset,
-                       "--seed", str(seed), "--device", "cpu", "--no-aim", "--run-dir", str(dirs[seed])]
-                for item in args.set:
-                    cmd += ["--set", item]
-                log = open(out / f"seed-{seed}.log", "w")
-                running.append((seed, subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, env=env),
-                                time.monotonic()))
-                log.close()
-                print(f"seed {seed}: started -> {dirs[seed]}", flush=True)
-            time.sleep(2.0)
-            for item in list(running):
-                seed, proc, started = item
-                rc = proc.poll()
-                if rc is None:
-                    continue
-                running.remove(item)
-                took = (time.monotonic() - started) / 60
-                print(f"seed {seed}: exit {rc} after {took:.1f} min", flush=True)
-                if rc != 0:
-                    failed.append(f"seed {seed} (exit {rc}, log {out / f'seed-{seed}.log'})")
-    except KeyboardInterrupt:
-        for _, proc, _ in running:  # each run writes its exit checkpoint on SIGINT
-            proc.send_signal(2)
-        for _, proc, _ in running:
-            proc.wait()
-        raise
+        wanted = Manifest(preset=args.preset, games=(resolve_game(args.game).label,),
+                          seeds=tuple(range(args.first_seed, args.first_seed + args.seeds)),
+                          overrides=(*args.set, "tracking.aim=false"), device="cpu")
+        manifest = open_suite(out.resolve(), wanted)
+        specs = run_specs(out.resolve(), manifest)
+    except UserError as exc:
+        raise ReportError(str(exc)) from None
+    todo = [spec for spec in specs if not spec.finished()]
+    if len(todo) < len(specs):
+        say(f"{len(specs) - len(todo)} of {len(specs)} seeds already finished in {out}; continuing the rest")
+    status = StatusFile(out.resolve())
+    if run_local(todo, manifest, args.parallel, status, say, threads=1) is not None:
+        return None
+    failed = [f"{spec.name} (log {spec.log})" for spec in specs if not spec.finished()]
     if failed:
         raise ReportError("runs did not finish: " + "; ".join(failed))
-    return [dirs[s] for s in seeds]
+    return [spec.run_dir for spec in specs]
 
 
 class _Parser(argparse.ArgumentParser):
@@ -354,7 +344,8 @@ def _main(args: argparse.Namespace) -> int:
         baseline, base_game, base_preset = load_group(args.baseline, args.reach)
     if args.report is not None:
         dirs = list(args.report)
-        out = args.out or dirs[0].parent
+        home = dirs[0].resolve().parent
+        out = args.out or (home.parent if (home.parent / "suite.json").is_file() else home)
     else:
         args.game, args.preset = args.game or "CartPole", args.preset or "cartpole"
         if args.baseline is not None:
@@ -370,7 +361,11 @@ def _main(args: argparse.Namespace) -> int:
             raise ReportError(str(exc)) from None
         stamp = time.strftime("%Y%m%d-%H%M%S")
         out = args.out or Path("runs") / f"learning-{args.game.replace('/', '-')}-{args.preset}-{stamp}"
-        dirs = run_seeds(args, out)
+        trained = run_seeds(args, out)
+        if trained is None:
+            say(f"stopped: every run wrote its checkpoint; the same arguments with --out {out} continue them")
+            return EXIT_STOPPED
+        dirs = trained
     results, game, preset = load_group(dirs, args.reach)
     args.game, args.preset = args.game or game, args.preset or preset
     criteria = Criteria(final_min=args.final_min, held_min=args.held_min, reach=args.reach, floor=args.floor,

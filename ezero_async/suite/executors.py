@@ -111,13 +111,14 @@ class Scheduler:
 
 
 def run_local(specs: list[RunSpec], manifest: Manifest, jobs: int, status: StatusFile,
-              say: Callable[[str], None]) -> int | None:
-    """Run the unfinished specs here, `jobs` at a time, each with cpu_count // jobs threads.
-    Returns the signal that stopped the suite, or None when every run got its attempts."""
+              say: Callable[[str], None], threads: int | None = None) -> int | None:
+    """Run the unfinished specs here, `jobs` at a time, each with `threads` threads (default
+    cpu_count // jobs). Returns the signal that stopped the suite, or None when every run got its
+    attempts."""
     if jobs < 1:
         raise UserError(f"--jobs must be >= 1, got {jobs}")
     scheduler = Scheduler(specs, status, say)
-    env = thread_env((os.cpu_count() or 1) // jobs)
+    env = thread_env((os.cpu_count() or 1) // jobs if threads is None else threads)
     running: dict[subprocess.Popen, tuple[RunSpec, int, float]] = {}
 
     def stop(signum: int, _frame: object) -> None:
