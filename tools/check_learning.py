@@ -14,7 +14,9 @@ torch thread per busy thread, so two runs fill two cores; with the learner in it
 the CPU presets run it, one run alone uses about 1.5 cores and `--parallel 1` gives each run's wall
 time its own machine). Ctrl-C (or SIGTERM) stops every run with its checkpoint written, exit 130;
 the same command then continues the unfinished seeds from their checkpoints and keeps the finished
-ones, so a check longer than a session spans several (other arguments for the same OUT: exit 2). The report gives per seed the final evaluation (the final test,
+ones, so a check longer than a session spans several (other arguments for the same OUT: exit 2).
+
+The report gives per seed the final evaluation (the final test,
 `runtime.final_eval_episodes` episodes), the best, the HELD figure (the minimum of the last three
 evaluations, the final one included), the env steps at which the return first reached `--reach`,
 the largest fall after the peak, and the wall time; then the across-seed mean +- std of final,
@@ -248,18 +250,19 @@ def run_seeds(args: argparse.Namespace, out: Path) -> list[Path] | None:
     from ezero_async.suite.executors import run_local
     from ezero_async.suite.runs import Manifest, StatusFile, open_suite, run_specs
 
+    suite_dir = out.resolve()
     try:
         wanted = Manifest(preset=args.preset, games=(resolve_game(args.game).label,),
                           seeds=tuple(range(args.first_seed, args.first_seed + args.seeds)),
                           overrides=(*args.set, "tracking.aim=false"), device="cpu")
-        manifest = open_suite(out.resolve(), wanted)
-        specs = run_specs(out.resolve(), manifest)
+        manifest = open_suite(suite_dir, wanted)
+        specs = run_specs(suite_dir, manifest)
     except UserError as exc:
         raise ReportError(str(exc)) from None
     todo = [spec for spec in specs if not spec.finished()]
     if len(todo) < len(specs):
         say(f"{len(specs) - len(todo)} of {len(specs)} seeds already finished in {out}; continuing the rest")
-    status = StatusFile(out.resolve())
+    status = StatusFile(suite_dir)
     if run_local(todo, manifest, args.parallel, status, say, threads=1) is not None:
         return None
     failed = [f"{spec.name} (log {spec.log})" for spec in specs if not spec.finished()]
