@@ -46,7 +46,7 @@ def test_atari100k_v2_has_the_gumbel_spec_values():
 
 @pytest.mark.parametrize("v1, v2, sims, changed", [
     ("cartpole", "cartpole-v2", 8, {"search.gumbel_scale": 2.0, "learner.prediction_heads": "joint"}),
-    ("minatar", "minatar-v2", 16, {}),
+    ("minatar", "minatar-v2", 16, {"search.gumbel_scale": 2.0, "learner.prediction_heads": "joint"}),
 ])
 def test_small_v2_presets_are_their_v1_preset_with_gumbel_search(v1, v2, sims, changed):
     """Gumbel search and its simulations, plus only the listed settings (measured per preset)."""
