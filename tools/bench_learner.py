@@ -9,6 +9,12 @@ the headline figures that tools/bench.py reports.
     python tools/bench_learner.py --device cuda            # 3 warm-up + 5 timed (default)
     python tools/bench_learner.py --preset minatar --frame 10,10,4 --batch 128
     python tools/bench_learner.py --preset cartpole --frame 4 --actions 2 --contend 0.17   # GIL cost
+    python tools/bench_learner.py --preset minatar --frame 10,10,4 --actions 3 --batch 64 --steps 30 \
+        --set learner.amp=bf16 --ab learner.prediction_heads=per_position,joint   # one setting, A against B
+
+--ab times naive updates of two configs that differ in one setting, alternating A and B on the
+same batches, so that a load that drifts during the run (another process on the cores) slows both
+alike; it prints each one's median and the ratio B / A.
 """
 from __future__ import annotations
 
@@ -20,7 +26,8 @@ import time
 import numpy as np
 import torch
 
-from ezero_async.config import build_config
+from ezero_async.config import apply_overrides, build_config, parse_override
+from ezero_async.errors import ConfigError
 from ezero_async.learner.learner import Learner
 from ezero_async.learner.model import build_model, count_parameters
 from ezero_async.learner.synthetic import random_batch
@@ -28,8 +35,10 @@ from ezero_async.learner.thread import LearnerThread
 from ezero_async.learner.transfer import stage_naive
 
 
-def make_learner(args, device):
+def make_learner(args, device, extra: dict | None = None):
     cfg = build_config(args.preset, None, {"learner.batch_size": args.batch, "replay.capacity": max(args.batch, 16)})
+    cfg = apply_overrides(cfg, {**getattr(args, "overrides", {}), **(extra or {})})
+    cfg.check()
     torch.manual_seed(0)
     model = build_model(cfg.model, args.frame, cfg.env.frame_stack, args.actions, cfg.learner.lstm_horizon)
     return Learner(model, cfg.learner, device, frame_stack=cfg.env.frame_stack), cfg
@@ -110,6 +119,21 @@ def run_contended(args, device) -> tuple[list[float], dict[str, float]]:
         return run_naive(args, device)
 
 
+def run_ab(args, device, key: str, values: tuple) -> tuple[float, float]:
+    """Median seconds per naive update with KEY = values[0] and with values[1], interleaved."""
+    learners = [make_learner(args, device, {key: value})[0] for value in values]
+    _, cfg = make_learner(args, device)
+    pool = host_batches(cfg, args)
+    times: list[list[float]] = [[], []]
+    for s in range(args.warmup + args.steps):
+        for learner, spent in zip(learners, times):
+            start = time.perf_counter()
+            learner.train_step(stage_naive(pool[s % len(pool)]._replace(step=s), learner.device))
+            if s >= args.warmup:
+                spent.append(time.perf_counter() - start)
+    return float(np.median(times[0])), float(np.median(times[1]))
+
+
 def run(quick: bool = False, device: str = "auto", preset: str = "atari100k",
         frame: tuple[int, ...] = (96, 96, 3), actions: int = 18, batch: int = 256, warmup: int = 3, steps: int = 5,
         threads: int = 1, contend: float = 0.0) -> list[tuple[str, float, str]]:
@@ -169,9 +193,37 @@ def main() -> None:
     parser.add_argument("--contend", type=float, default=0.0,
                         help="also time the naive loop beside a Python thread holding the GIL this share of the time "
                              "(0 < share <= 1; what a learner thread meets on a CPU)")
+    parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", dest="overrides",
+                        help="config override for every learner timed (repeatable)")
+    parser.add_argument("--ab", metavar="KEY=A,B", help="time KEY=A against KEY=B instead (see above)")
     args = parser.parse_args()
     if not 0.0 <= args.contend <= 1.0:
         parser.error(f"--contend must be in [0, 1], got {args.contend}")
+    try:
+        args.overrides = dict(parse_override(text) for text in args.overrides)
+        if args.ab:
+            key, _, both = args.ab.partition("=")
+            values = tuple(parse_override(f"{key}={v}")[1] for v in both.split(","))
+            if len(values) != 2:
+                raise ConfigError(f"--ab {args.ab!r} must name one setting and two values: KEY=A,B")
+            for value in values:
+                apply_overrides(build_config(args.preset, None, args.overrides), {key: value}).check()
+    except ConfigError as exc:
+        parser.error(str(exc))
+    if args.ab:
+        args.frame = tuple(int(v) for v in args.frame.split(","))
+        if args.quick:
+            args.warmup, args.steps = 1, 2
+        device = torch.device("cuda" if args.device == "auto" and torch.cuda.is_available() else
+                              ("cpu" if args.device == "auto" else args.device))
+        torch.set_num_threads(args.threads)
+        a, b = run_ab(args, device, key, values)
+        print(f"# {args.preset} B={args.batch} on {device.type}, {args.steps} updates each, interleaved"
+              + "".join(f", {k}={v}" for k, v in args.overrides.items()))
+        print(f"{key}={values[0]}: median {1000 * a:.1f} ms/update")
+        print(f"{key}={values[1]}: median {1000 * b:.1f} ms/update")
+        print(f"ratio {values[1]} / {values[0]} (time per update): {b / a:.3f}")
+        return
     run(args.quick, args.device, args.preset, tuple(int(v) for v in args.frame.split(",")), args.actions,
         args.batch, args.warmup, args.steps, args.threads, args.contend)
 
