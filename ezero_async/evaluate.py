@@ -44,7 +44,7 @@ CHANNEL_COLOURS = np.array([(31, 119, 180), (255, 127, 14), (44, 160, 44), (214,
 """RGB of channel i (cycled) when a frame's channels are object masks (MinAtar)."""
 
 FLAG_KEYS = {"--episodes": "runtime.eval_episodes", "--simulations": "search.num_simulations",
-             "--seed": "runtime.seed", "--search-mode": "search.mode"}
+             "--seed": "runtime.seed", "--search-mode": "search.mode", "--sticky-actions": "env.sticky_action_prob"}
 
 
 @dataclass(frozen=True)
@@ -59,6 +59,8 @@ class EvalRequest:
     """Simulations per search; None: the run's search.num_simulations."""
     search_mode: str | None
     """'pucb' or 'gumbel'; None: the run's search.mode."""
+    sticky_actions: float | None
+    """Probability that the game repeats the previous action (Atari, MinAtar); None: the run's."""
     seed: int | None
     """Seed of the evaluation games; None: the run's runtime.seed."""
     device: str
@@ -97,6 +99,10 @@ def build_parser() -> argparse.ArgumentParser:
                         help="simulations per search (default: the run's search.num_simulations)")
     parser.add_argument("--search-mode", choices=("pucb", "gumbel"),
                         help="search to play with (default: the run's search.mode; any checkpoint works with either)")
+    parser.add_argument("--sticky-actions", type=float, metavar="P",
+                        help="probability that the game repeats the previous action, Atari and MinAtar (default: "
+                             "the run's env.sticky_action_prob; MinAtar's own protocol uses 0.1: without it a "
+                             "MinAtar game has few distinct starts and a fixed policy replays them)")
     parser.add_argument("--seed", type=int, help="seed of the evaluation games (default: the run's seed)")
     parser.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto",
                         help="where the network runs (default auto)")
@@ -128,7 +134,8 @@ def request_from_args(args: argparse.Namespace) -> EvalRequest:
     if args.json_path is not None:
         _check_parent(args.json_path, "--json")
     device = resolve_device(args.device)
-    return EvalRequest(args.source, args.episodes, args.simulations, args.search_mode, args.seed, device,
+    return EvalRequest(args.source, args.episodes, args.simulations, args.search_mode, args.sticky_actions, args.seed,
+                       device,
                        args.max_steps, args.video, args.json_path)
 
 
@@ -154,7 +161,8 @@ def load(request: EvalRequest) -> tuple[dict[str, Any], Any]:
     config = config_from_dict(state["config"])
     overrides: dict[str, Any] = {"runtime.device": request.device}
     for flag, value in (("--episodes", request.episodes), ("--simulations", request.simulations),
-                        ("--seed", request.seed), ("--search-mode", request.search_mode)):
+                        ("--seed", request.seed), ("--search-mode", request.search_mode),
+                        ("--sticky-actions", request.sticky_actions)):
         if value is not None:
             overrides[FLAG_KEYS[flag]] = value
     config = apply_overrides(config, overrides)
@@ -165,6 +173,13 @@ def load(request: EvalRequest) -> tuple[dict[str, Any], Any]:
             if str(exc).startswith(f"{key}:") and key in overrides:
                 raise ConfigError(f"{flag} ({exc})") from exc
         raise
+    if request.sticky_actions is not None:
+        from ezero_async.envs.registry import resolve_game
+
+        family = resolve_game(config.env.game, config.env.family).family
+        if family not in ("atari", "minatar"):
+            raise UserError(f"--sticky-actions: {config.env.game} ({family}) has no sticky actions; "
+                            "only Atari and MinAtar games do")
     if config.runtime.eval_episodes < 1:
         raise UserError("the run evaluates 0 episodes (runtime.eval_episodes = 0); pass --episodes N")
     return state, config
@@ -336,6 +351,7 @@ def summarise(config: Any, state: dict[str, Any], played: Played, request: EvalR
         "checkpoint": str(Path(state["path"]).resolve()), "step": int(state["step"]),
         "episodes": len(played.returns), "simulations": config.search.num_simulations,
         "search_mode": config.search.mode, "seed": config.runtime.seed, "max_steps": request.max_steps, "device": config.runtime.device,
+        "sticky_actions": config.env.sticky_action_prob if game.family in ("atari", "minatar") else None,
         "returns": played.returns, "lengths": played.lengths,
         "return_mean": metrics["eval/return_mean"], "return_std": metrics["eval/return_std"],
         "return_min": min(played.returns), "return_max": max(played.returns),
@@ -351,7 +367,8 @@ def report(summary: dict[str, Any], json_path: Path, played: Played) -> str:
         f"{name}: checkpoint step {summary['step']} ({summary['checkpoint']})",
         f"  {_count(summary['episodes'], 'episode')}, {summary['search_mode']} search of "
         f"{_count(summary['simulations'], 'simulation')}, "
-        f"device {summary['device']}, {summary['wall_time_s']:.1f} s",
+        + (f"sticky actions {summary['sticky_actions']:g}, " if summary["sticky_actions"] else "")
+        + f"device {summary['device']}, {summary['wall_time_s']:.1f} s",
         f"  return {summary['return_mean']:.2f} ± {summary['return_std']:.2f} "
         f"(min {summary['return_min']:.2f}, max {summary['return_max']:.2f}), "
         f"mean length {summary['length_mean']:.1f}",

@@ -134,3 +134,39 @@ def test_user_errors_are_one_line_exit_2(tmp_path, capsys, args, fragment):
     assert code == EXIT_USAGE
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and fragment in err[0]
+
+
+def test_sticky_actions_reach_the_evaluation_games(tmp_path, capsys, monkeypatch):
+    """--sticky-actions P overrides the run's env.sticky_action_prob for every game played."""
+    from ezero_async.envs import minatar
+
+    seen = []
+    original = minatar.MinAtarGame.__init__
+
+    def recording_init(self, env_id, **kwargs):
+        seen.append((kwargs["training"], kwargs["sticky_action_prob"]))
+        original(self, env_id, **kwargs)
+
+    run_dir = tmp_path / "run"
+    make_checkpoint(run_dir, "MinAtar/Breakout")
+    monkeypatch.setattr(minatar.MinAtarGame, "__init__", recording_init)
+    out = tmp_path / "out.json"
+    code = main([str(run_dir), "--episodes", "2", "--simulations", "2", "--max-steps", "10", "--device", "cpu",
+                 "--sticky-actions", "0.25", "--json", str(out)])
+    stdout, err = capsys.readouterr()
+    assert code == 0, err
+    assert seen and all(p == 0.25 for _, p in seen) and not any(training for training, _ in seen)
+    assert json.loads(out.read_text())["sticky_actions"] == 0.25 and "sticky actions 0.25" in stdout
+
+
+@pytest.mark.parametrize("game, value, fragment", [
+    ("CartPole", "0.1", "--sticky-actions: CartPole (classic) has no sticky actions"),
+    ("MinAtar/Breakout", "1.0", "--sticky-actions (env.sticky_action_prob: must be in [0, 1))"),
+])
+def test_bad_sticky_actions_are_one_line_exit_2(tmp_path, capsys, game, value, fragment):
+    run_dir = tmp_path / "run"
+    make_checkpoint(run_dir, game)
+    assert main([str(run_dir), "--sticky-actions", value, "--device", "cpu"]) == EXIT_USAGE
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and fragment in err[0], err
+    assert not list(run_dir.glob("*.json"))
