@@ -81,6 +81,8 @@ class Played:
     """Raw score of each episode."""
     lengths: list[int]
     """Agent steps of each episode."""
+    distinct: int
+    """How many different action sequences the episodes played (runtime.evaluate.distinct_plays)."""
     frames: list[np.ndarray]
     """Observations of the first episode, empty without --video: one frame [H, W, C] uint8 each
     (Atari, MinAtar), or the state vector [D] (classic control; drawn when the GIF is written)."""
@@ -198,7 +200,7 @@ async def play(config: Any, weights: dict[str, Any], checkpoint: str, max_steps:
     from ezero_async.inference.search_service import SearchService
     from ezero_async.learner.model import build_model
     from ezero_async.learner.weights import WeightStore
-    from ezero_async.runtime.evaluate import evaluate
+    from ezero_async.runtime.evaluate import distinct_plays, evaluate
     from ezero_async.runtime.fastpath import apply_precision, to_layout
     from ezero_async.tracking.checkpoint import CheckpointError
 
@@ -249,7 +251,7 @@ async def play(config: Any, weights: dict[str, Any], checkpoint: str, max_steps:
             pool.close()  # owns shared memory and worker processes
     frames = source.frames if isinstance(source, _FirstEpisode) else []
     cut = isinstance(source, _FirstEpisode) and source.cut
-    return Played(list(result.returns), list(result.lengths), frames, cut)
+    return Played(list(result.returns), list(result.lengths), distinct_plays(result.plays), frames, cut)
 
 
 class _FirstEpisode:
@@ -345,7 +347,8 @@ def summarise(config: Any, state: dict[str, Any], played: Played, request: EvalR
     game = resolve_game(config.env.game, config.env.family)
     # Human reference scores exist for Atari only (a MinAtar game may share an Atari game's
     # name), and only for episodes allowed the protocol's length.
-    metrics = eval_metrics(played.returns, played.lengths, game, episode_cap_frames(config.env, request.max_steps))
+    metrics = eval_metrics(played.returns, played.lengths, game, episode_cap_frames(config.env, request.max_steps),
+                           played.distinct)
     return {
         "game": game.name, "family": game.family, "env_id": game.env_id,
         "checkpoint": str(Path(state["path"]).resolve()), "step": int(state["step"]),
@@ -355,7 +358,8 @@ def summarise(config: Any, state: dict[str, Any], played: Played, request: EvalR
         "returns": played.returns, "lengths": played.lengths,
         "return_mean": metrics["eval/return_mean"], "return_std": metrics["eval/return_std"],
         "return_min": min(played.returns), "return_max": max(played.returns),
-        "length_mean": metrics["eval/length_mean"], "hns": metrics.get("eval/human_normalised"),
+        "length_mean": metrics["eval/length_mean"], "distinct_episodes": played.distinct,
+        "hns": metrics.get("eval/human_normalised"),
         "video": None if request.video is None else str(request.video),
         "wall_time_s": wall_s,
     }
@@ -371,7 +375,7 @@ def report(summary: dict[str, Any], json_path: Path, played: Played) -> str:
         + f"device {summary['device']}, {summary['wall_time_s']:.1f} s",
         f"  return {summary['return_mean']:.2f} ± {summary['return_std']:.2f} "
         f"(min {summary['return_min']:.2f}, max {summary['return_max']:.2f}), "
-        f"mean length {summary['length_mean']:.1f}",
+        f"mean length {summary['length_mean']:.1f}, {_count(summary['distinct_episodes'], 'distinct episode')}",
     ]
     if summary["hns"] is not None:
         lines.append(f"  human-normalised score {summary['hns']:.3f}")

@@ -20,13 +20,14 @@ from tool_module import load_tool
 check_learning = load_tool("check_learning")
 
 
-def _summary(seed, means, stds=None, final_episodes=32, wall=300.0):
+def _summary(seed, means, stds=None, final_episodes=32, wall=300.0, distinct=None):
     stds = stds or [0.0] * len(means)
     rows = [{"training_steps": 1000 * i, "env_steps": 4000 * i + 500, "episodes": 8.0, "return_mean": m,
              "return_std": s, "length_mean": m} for i, (m, s) in enumerate(zip(means, stds))]
     rows[-1]["episodes"] = float(final_episodes)
     return {"seed": seed, "evaluations": rows, "env_steps": 30000, "wall_time_s": wall,
-            "final_eval": {"episodes": final_episodes, "return_mean": means[-1], "return_std": stds[-1]}}
+            "final_eval": {"episodes": final_episodes, "return_mean": means[-1], "return_std": stds[-1],
+                           **({} if distinct is None else {"distinct_episodes": distinct})}}
 
 
 def test_peak_then_collapse_is_judged_by_final_and_held_not_best():
@@ -90,12 +91,13 @@ def test_a_run_without_summary_is_one_line_and_exit_2(tmp_path, capsys):
     assert len(err) == 1 and "no summary.json" in err[0]
 
 
-def _write_runs(root, curves, game="CartPole", preset="cartpole", wall=300.0):
+def _write_runs(root, curves, game="CartPole", preset="cartpole", wall=300.0, distinct=None):
     dirs = []
     for seed, means in curves:
         d = root / f"seed-{seed}"
         d.mkdir(parents=True)
-        (d / "summary.json").write_text(json.dumps(dict(_summary(seed, means, wall=wall), game=game, preset=preset)))
+        summary = _summary(seed, means, wall=wall, distinct=None if distinct is None else distinct[seed])
+        (d / "summary.json").write_text(json.dumps(dict(summary, game=game, preset=preset)))
         dirs.append(str(d))
     return dirs
 
@@ -187,3 +189,21 @@ def test_sigint_stops_the_seeds_with_checkpoints_and_the_same_command_continues(
     assert other.returncode == 2
     err = other.stderr.strip().splitlines()
     assert len(err) == 1 and "holds another suite" in err[0] and "lr_init" in err[0]
+
+
+def test_final_evaluations_that_replay_few_games_are_flagged_in_the_report(tmp_path, capsys):
+    """2 distinct action sequences in 32 episodes: the report says so (table and note), 32 of 32
+    does not; runs from before the count show no count and no note."""
+    runs = _write_runs(tmp_path / "a", [(1, [0, 6, 7]), (2, [0, 7, 8]), (3, [0, 7, 7])], game="MinAtar/Breakout",
+                       preset="minatar", distinct={1: 2, 2: 32, 3: 3})
+    out = tmp_path / "report"
+    assert check_learning.main(["--report", *runs, "--out", str(out)]) == 0
+    printed = capsys.readouterr().out
+    assert "7.0 ± 0.0 (32, 2 distinct)" in printed and "(32, 32 distinct)" in printed
+    note = [line for line in printed.splitlines() if line.startswith("note:")]
+    assert len(note) == 1 and "seed 1 (2 of 32), seed 3 (3 of 32)" in note[0] and "seed 2" not in note[0]
+    assert "--sticky-actions" in note[0] and note[0] in (out / "report.md").read_text()
+    old = _write_runs(tmp_path / "b", [(1, [0, 6, 7])])
+    assert check_learning.main(["--report", *old, "--out", str(tmp_path / "r2")]) == 0
+    printed = capsys.readouterr().out
+    assert "(32)" in printed and "distinct" not in printed

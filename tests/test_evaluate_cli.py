@@ -46,6 +46,7 @@ def test_evaluates_a_run_dir_into_json(tmp_path):
     assert len(result["returns"]) == 2 and len(result["lengths"]) == 2
     assert all(1 <= n <= 50 for n in result["lengths"])
     assert result["return_mean"] == pytest.approx(sum(result["returns"]) / 2)
+    assert result["distinct_episodes"] in (1, 2) and "distinct episode" in proc.stdout
     assert result["simulations"] == 4 and result["step"] == 0 and result["hns"] is None
     assert Path(result["checkpoint"]) == checkpoint.resolve()
     assert "return" in proc.stdout and str(out) in proc.stdout

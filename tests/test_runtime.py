@@ -42,6 +42,8 @@ def test_smoke_run_writes_summary_and_replay_store(tmp_path, game, capsys):
     assert summary["env_steps"] == env_steps
     assert summary["training_steps"] == env_steps + tail  # start + (E - start) * 1 + tail
     assert summary["final_eval"]["episodes"] == config.runtime.final_eval_episodes
+    assert 1 <= summary["final_eval"]["distinct_episodes"] <= config.runtime.final_eval_episodes
+    assert all(1 <= row["distinct_episodes"] <= row["episodes"] for row in summary["evaluations"])
     assert (tmp_path / "run" / "replay" / "zarr.json").exists()
     assert (tmp_path / "run" / "config.json").exists()
     # Smoke episodes are capped at 200 agent steps, far below the Atari 100k protocol's 27k: a

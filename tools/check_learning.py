@@ -21,7 +21,10 @@ The report gives per seed the final evaluation (the final test,
 evaluations, the final one included), the env steps at which the return first reached `--reach`,
 the largest fall after the peak, and the wall time; then the across-seed mean +- std of final,
 best and held. It writes report.json, a table in Markdown (report.md) and a PNG of every seed's
-evaluation curve with their mean.
+evaluation curve with their mean. The final evaluation's count of distinct episodes (different
+action sequences) is in the table, and a note flags a seed whose final evaluation replayed at most
+three: a deterministic game with few starts and a noise-free evaluation policy (MinAtar without
+sticky actions) gives 32 episodes of two games, and its figures are those two games'.
 
 Pass/fail uses final and held figures, never the best: each check given is applied to every
 seed. With --baseline (finished runs of another recipe on the same game) the report also prints
@@ -49,6 +52,8 @@ EXIT_STOPPED = 130
 
 HELD_WINDOW = 3
 """The held figure is the minimum of this many last evaluations."""
+FEW_DISTINCT = 3
+"""A final evaluation with at most this many different action sequences replays fixed games."""
 
 
 class ReportError(Exception):
@@ -65,6 +70,9 @@ class SeedResult:
     """The final evaluation's mean return."""
     final_std: float
     final_episodes: int
+    final_distinct: int | None
+    """Different action sequences among the final evaluation's episodes (None: a run from before
+    the count existed)."""
     best: float
     """The best evaluation (reported, never judged)."""
     held: float
@@ -94,7 +102,9 @@ def seed_result(summary: dict[str, Any], run_dir: str, reach: float | None) -> S
     reach_at = None if reach is None else next((i for i, m in enumerate(means) if m >= reach), None)
     return SeedResult(
         run_dir=run_dir, seed=int(summary["seed"]), final=float(final["return_mean"]),
-        final_std=float(final["return_std"]), final_episodes=int(final["episodes"]), best=means[peak],
+        final_std=float(final["return_std"]), final_episodes=int(final["episodes"]),
+        final_distinct=None if final.get("distinct_episodes") is None else int(final["distinct_episodes"]),
+        best=means[peak],
         held=min(means[-HELD_WINDOW:]),
         reach_env_steps=None if reach_at is None else int(rows[reach_at]["env_steps"]),
         min_after_reach=None if reach_at is None else min(means[reach_at:]),
@@ -184,7 +194,8 @@ def markdown(results: Sequence[SeedResult], reach: float | None, digits: int) ->
              "| fall after peak | env steps | wall time |",
              "|---:|---|---:|---:|---:|---:|---:|---:|"]
     for r in results:
-        lines.append(f"| {r.seed} | {_fmt(r.final, digits)} ± {_fmt(r.final_std, digits)} ({r.final_episodes}) "
+        distinct = "" if r.final_distinct is None else f", {r.final_distinct} distinct"
+        lines.append(f"| {r.seed} | {_fmt(r.final, digits)} ± {_fmt(r.final_std, digits)} ({r.final_episodes}{distinct}) "
                      f"| {_fmt(r.held, digits)} | {_fmt(r.best, digits)} | {_fmt(r.reach_env_steps)} "
                      f"| {_fmt(r.fallback, digits)} | {r.env_steps:,} | {r.wall_time_s / 60:.1f} min |")
     parts = []
@@ -194,6 +205,18 @@ def markdown(results: Sequence[SeedResult], reach: float | None, digits: int) ->
     lines.append("")
     lines.append(f"Across {len(results)} seeds: " + ", ".join(parts) + ".")
     return "\n".join(lines)
+
+
+def replay_warning(results: Sequence[SeedResult], label: str) -> str | None:
+    """A line when some final evaluation played at most FEW_DISTINCT different games: then its N
+    episodes measure that many games, not the policy (a deterministic game with few starts)."""
+    few = [r for r in results if r.final_distinct is not None and r.final_distinct <= FEW_DISTINCT < r.final_episodes]
+    if not few:
+        return None
+    which = ", ".join(f"seed {r.seed} ({r.final_distinct} of {r.final_episodes})" for r in few)
+    return (f"note: {label}'s final evaluations replayed few distinct episodes: {which}. The game and the "
+            "evaluation policy are deterministic, so the episodes measure those games only; evaluate with "
+            "sticky actions (env.sticky_action_prob, or python -m ezero_async.evaluate --sticky-actions).")
 
 
 def _mean_curve(results: Sequence[SeedResult]) -> tuple[list[int], list[float]]:
@@ -382,12 +405,16 @@ def _main(args: argparse.Namespace) -> int:
         checks += compare(results, baseline, args.faster, args.digits)
         table = (f"{labels[0]}:\n\n{table}\n\nBaseline, {labels[1]}:\n\n"
                  + markdown(baseline, args.reach, args.digits))
+    names = labels if args.baseline is not None else (str(args.preset), "")
+    warnings = [w for w in (replay_warning(results, names[0]), replay_warning(baseline, names[1])) if w is not None]
     print(table)
+    for warning in warnings:
+        print(warning)
     for name, ok in checks:
         print(f"{'PASS' if ok else 'FAIL'}  {name}")
     passed = all(ok for _, ok in checks)
     out.mkdir(parents=True, exist_ok=True)
-    write_text_atomic(out / "report.md", table + "\n\n"
+    write_text_atomic(out / "report.md", table + "\n\n" + "".join(f"{w}\n\n" for w in warnings)
                       + "\n".join(f"- {'PASS' if ok else 'FAIL'} {n}" for n, ok in checks) + "\n")
     report = {"game": args.game, "preset": args.preset, "criteria": asdict(criteria),
               "checks": [{"check": n, "passed": ok} for n, ok in checks], "passed": passed,

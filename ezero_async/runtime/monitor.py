@@ -152,10 +152,11 @@ class RateMeter:
         return (value - last[1]) / (now - last[0])
 
 
-def eval_metrics(returns: list[float], lengths: list[int], game: GameId, max_frames: int | None = None) -> Metrics:
+def eval_metrics(returns: list[float], lengths: list[int], game: GameId, max_frames: int | None = None,
+                 distinct: int | None = None) -> Metrics:
     """eval/ metrics of one evaluation of `game`; human-normalised for games with reference scores
     whose episodes were allowed the protocol's length (max_frames: the episodes' cap in frames,
-    None for uncapped)."""
+    None for uncapped); distinct: how many different action sequences the episodes played."""
     mean = statistics.fmean(returns) if returns else math.nan
     metrics: Metrics = {
         "eval/episodes": float(len(returns)),
@@ -163,6 +164,8 @@ def eval_metrics(returns: list[float], lengths: list[int], game: GameId, max_fra
         "eval/return_std": statistics.pstdev(returns) if returns else math.nan,
         "eval/length_mean": statistics.fmean(lengths) if lengths else math.nan,
     }
+    if distinct is not None:
+        metrics["eval/distinct_episodes"] = float(distinct)
     hns = human_normalised(game, mean, max_frames) if returns else None
     if hns is not None:
         metrics["eval/human_normalised"] = hns

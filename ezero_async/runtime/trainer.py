@@ -39,7 +39,7 @@ from ezero_async.learner.weights import WeightStore
 from ezero_async.replay.buffer import Replay
 from ezero_async.replay.store import Cursors, ReplayStoreError, StoreMeta
 from ezero_async.runtime.actors import EpisodeStats, self_play
-from ezero_async.runtime.evaluate import evaluate
+from ezero_async.runtime.evaluate import distinct_plays, evaluate
 from ezero_async.runtime.fastpath import apply_precision, to_layout
 from ezero_async.runtime.monitor import LossMeter, MetricsFile, Monitor, ProgressLine, Sink, eval_metrics
 from ezero_async.runtime.pacer import Pacer
@@ -303,7 +303,8 @@ async def _train(config: RunConfig, run_dir: Path, device: torch.device, resume:
                 await parts.runner.call(_copy_version, online, evaluation, version, eval_model)
             result = await evaluate(parts.eval_pool, service, version, episodes, stack, max_steps,
                                     kind="evaluation")
-            metrics = eval_metrics(result.returns, result.lengths, game, episode_cap_frames(config.env, max_steps))
+            metrics = eval_metrics(result.returns, result.lengths, game, episode_cap_frames(config.env, max_steps),
+                                   distinct_plays(result.plays))
             evaluations.append({"training_steps": version, "env_steps": pacer.transitions_for(version),
                                 **{k.removeprefix("eval/"): v for k, v in metrics.items()}})
             parts.monitor.emit(metrics, env_steps=pacer.transitions_for(version), training_steps=version)
@@ -515,7 +516,7 @@ def _summary(config: RunConfig, game: str, final: dict[str, Any], evaluations: l
         "seed": config.runtime.seed,
         "final_eval": {"episodes": int(final["episodes"]), "return_mean": final["return_mean"],
                        "return_std": final["return_std"], "human_normalised_score": final.get("human_normalised"),
-                       "length_mean": final["length_mean"]},
+                       "length_mean": final["length_mean"], "distinct_episodes": int(final["distinct_episodes"])},
         "evaluations": evaluations,
         "env_steps": pacer.collected,
         "training_steps": pacer.trained,
