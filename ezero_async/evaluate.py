@@ -137,8 +137,7 @@ def request_from_args(args: argparse.Namespace) -> EvalRequest:
         _check_parent(args.json_path, "--json")
     device = resolve_device(args.device)
     return EvalRequest(args.source, args.episodes, args.simulations, args.search_mode, args.sticky_actions, args.seed,
-                       device,
-                       args.max_steps, args.video, args.json_path)
+                       device, args.max_steps, args.video, args.json_path)
 
 
 def _check_parent(path: Path, flag: str) -> None:
