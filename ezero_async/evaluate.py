@@ -82,7 +82,7 @@ class Played:
     lengths: list[int]
     """Agent steps of each episode."""
     distinct: int
-    """How many different action sequences the episodes played (runtime.evaluate.distinct_plays)."""
+    """How many different action sequences the episodes played (EvalResult.distinct)."""
     frames: list[np.ndarray]
     """Observations of the first episode, empty without --video: one frame [H, W, C] uint8 each
     (Atari, MinAtar), or the state vector [D] (classic control; drawn when the GIF is written)."""
@@ -199,7 +199,7 @@ async def play(config: Any, weights: dict[str, Any], checkpoint: str, max_steps:
     from ezero_async.inference.search_service import SearchService
     from ezero_async.learner.model import build_model
     from ezero_async.learner.weights import WeightStore
-    from ezero_async.runtime.evaluate import distinct_plays, evaluate
+    from ezero_async.runtime.evaluate import evaluate
     from ezero_async.runtime.fastpath import apply_precision, to_layout
     from ezero_async.tracking.checkpoint import CheckpointError
 
@@ -250,7 +250,7 @@ async def play(config: Any, weights: dict[str, Any], checkpoint: str, max_steps:
             pool.close()  # owns shared memory and worker processes
     frames = source.frames if isinstance(source, _FirstEpisode) else []
     cut = isinstance(source, _FirstEpisode) and source.cut
-    return Played(list(result.returns), list(result.lengths), distinct_plays(result.plays), frames, cut)
+    return Played(list(result.returns), list(result.lengths), result.distinct, frames, cut)
 
 
 class _FirstEpisode:

@@ -6,7 +6,7 @@ from types import SimpleNamespace
 import numpy as np
 
 from ezero_async.envs.registry import resolve_game
-from ezero_async.runtime.evaluate import distinct_plays, evaluate
+from ezero_async.runtime.evaluate import evaluate
 from ezero_async.runtime.monitor import eval_metrics
 
 
@@ -43,8 +43,8 @@ def test_episodes_with_the_same_actions_count_once():
     result = asyncio.run(evaluate(ScriptedPool(1), ScriptedSearch(scripts), 0, 4, frame_stack=1))
     assert result.returns == [2.0, 2.0, 2.0, 2.0] and result.lengths == [3, 3, 3, 3]
     assert result.plays[0] == result.plays[1] == result.plays[3] != result.plays[2]
-    assert distinct_plays(result.plays) == 2  # equal returns and lengths, two different games
+    assert result.distinct == 2  # equal returns and lengths, two different games
     game = resolve_game("MinAtar/Breakout", "auto")
-    assert eval_metrics(result.returns, result.lengths, game, None, distinct_plays(result.plays))[
+    assert eval_metrics(result.returns, result.lengths, game, None, result.distinct)[
         "eval/distinct_episodes"] == 2.0
     assert "eval/distinct_episodes" not in eval_metrics(result.returns, result.lengths, game)

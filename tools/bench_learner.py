@@ -35,10 +35,21 @@ from ezero_async.learner.thread import LearnerThread
 from ezero_async.learner.transfer import stage_naive
 
 
-def make_learner(args, device, extra: dict | None = None):
+def learner_config(args, extra: dict | None = None):
+    """The preset at --batch with the --set overrides and `extra`, checked (raises ConfigError)."""
     cfg = build_config(args.preset, None, {"learner.batch_size": args.batch, "replay.capacity": max(args.batch, 16)})
     cfg = apply_overrides(cfg, {**getattr(args, "overrides", {}), **(extra or {})})
     cfg.check()
+    return cfg
+
+
+def resolve_device(name: str) -> torch.device:
+    return torch.device("cuda" if name == "auto" and torch.cuda.is_available() else
+                        ("cpu" if name == "auto" else name))
+
+
+def make_learner(args, device, extra: dict | None = None):
+    cfg = learner_config(args, extra)
     torch.manual_seed(0)
     model = build_model(cfg.model, args.frame, cfg.env.frame_stack, args.actions, cfg.learner.lstm_horizon)
     return Learner(model, cfg.learner, device, frame_stack=cfg.env.frame_stack), cfg
@@ -122,8 +133,7 @@ def run_contended(args, device) -> tuple[list[float], dict[str, float]]:
 def run_ab(args, device, key: str, values: tuple) -> tuple[float, float]:
     """Median seconds per naive update with KEY = values[0] and with values[1], interleaved."""
     learners = [make_learner(args, device, {key: value})[0] for value in values]
-    _, cfg = make_learner(args, device)
-    pool = host_batches(cfg, args)
+    pool = host_batches(learner_config(args), args)
     times: list[list[float]] = [[], []]
     for s in range(args.warmup + args.steps):
         for learner, spent in zip(learners, times):
@@ -142,8 +152,7 @@ def run(quick: bool = False, device: str = "auto", preset: str = "atari100k",
                               warmup=warmup, steps=steps, threads=threads, contend=contend)
     if quick:
         args.warmup, args.steps = 1, 2
-    target = torch.device("cuda" if args.device == "auto" and torch.cuda.is_available() else
-                          ("cpu" if args.device == "auto" else args.device))
+    target = resolve_device(args.device)
     torch.set_num_threads(args.threads)  # the naive loop runs on this thread
 
     learner, _ = make_learner(args, target)
@@ -207,15 +216,14 @@ def main() -> None:
             if len(values) != 2:
                 raise ConfigError(f"--ab {args.ab!r} must name one setting and two values: KEY=A,B")
             for value in values:
-                apply_overrides(build_config(args.preset, None, args.overrides), {key: value}).check()
+                learner_config(args, {key: value})
     except ConfigError as exc:
         parser.error(str(exc))
     if args.ab:
         args.frame = tuple(int(v) for v in args.frame.split(","))
         if args.quick:
             args.warmup, args.steps = 1, 2
-        device = torch.device("cuda" if args.device == "auto" and torch.cuda.is_available() else
-                              ("cpu" if args.device == "auto" else args.device))
+        device = resolve_device(args.device)
         torch.set_num_threads(args.threads)
         a, b = run_ab(args, device, key, values)
         print(f"# {args.preset} B={args.batch} on {device.type}, {args.steps} updates each, interleaved"

@@ -20,10 +20,10 @@ class EvalResult(NamedTuple):
     """CRC-32 of each episode's action sequence: equal for episodes that played the same game
     (a deterministic game from one start and a noise-free search replay one episode exactly)."""
 
-
-def distinct_plays(plays: list[int]) -> int:
-    """How many different action sequences the episodes played."""
-    return len(set(plays))
+    @property
+    def distinct(self) -> int:
+        """How many different action sequences the episodes played."""
+        return len(set(self.plays))
 
 
 async def evaluate(pool: EnvPool, service: SearchService, version: int, episodes: int, frame_stack: int,
@@ -52,7 +52,4 @@ async def evaluate(pool: EnvPool, service: SearchService, version: int, episodes
             results[episode] = (total, length, play)
 
     await asyncio.gather(*(player(i) for i in range(envs)))
-    if not results:
-        return EvalResult([], [], [])
-    returns, lengths, plays = zip(*results)  # type: ignore[misc]
-    return EvalResult(list(returns), list(lengths), list(plays))
+    return EvalResult(*([r[i] for r in results] for i in range(3)))  # type: ignore[index]

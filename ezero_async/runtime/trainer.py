@@ -39,7 +39,7 @@ from ezero_async.learner.weights import WeightStore
 from ezero_async.replay.buffer import Replay
 from ezero_async.replay.store import Cursors, ReplayStoreError, StoreMeta
 from ezero_async.runtime.actors import EpisodeStats, self_play
-from ezero_async.runtime.evaluate import distinct_plays, evaluate
+from ezero_async.runtime.evaluate import evaluate
 from ezero_async.runtime.fastpath import apply_precision, to_layout
 from ezero_async.runtime.monitor import LossMeter, MetricsFile, Monitor, ProgressLine, Sink, eval_metrics
 from ezero_async.runtime.pacer import Pacer
@@ -304,7 +304,7 @@ async def _train(config: RunConfig, run_dir: Path, device: torch.device, resume:
             result = await evaluate(parts.eval_pool, service, version, episodes, stack, max_steps,
                                     kind="evaluation")
             metrics = eval_metrics(result.returns, result.lengths, game, episode_cap_frames(config.env, max_steps),
-                                   distinct_plays(result.plays))
+                                   result.distinct)
             evaluations.append({"training_steps": version, "env_steps": pacer.transitions_for(version),
                                 **{k.removeprefix("eval/"): v for k, v in metrics.items()}})
             parts.monitor.emit(metrics, env_steps=pacer.transitions_for(version), training_steps=version)
