@@ -310,3 +310,29 @@ def test_value_prefix_head_sees_every_unroll_position_in_one_batch():
     _, prefixes = _fit_by_position_and_unroll(3, target_value_prefix=np.arange(1, k + 1, dtype=np.float32))
     predicted = prefixes.tolist()
     np.testing.assert_allclose(predicted, np.arange(1, k + 1), atol=0.35)
+
+
+def test_policy_statistics_measure_entropies_and_the_share_preferring_one_action():
+    # Four samples over three actions: uniform, sharp on 0, sharp on 0, sharp on 2.
+    logits = torch.tensor([[0.0, 0.0, 0.0], [9.0, 0.0, 0.0], [5.0, 1.0, 0.0], [0.0, 0.0, 4.0]])
+    target = torch.tensor([[1.0, 0.0, 0.0], [0.5, 0.5, 0.0], [1.0, 0.0, 0.0], [0.25, 0.25, 0.5]])
+    prior_entropy, target_entropy, mode_share = loss_mod.policy_statistics(logits, target).tolist()
+    p = torch.softmax(logits, -1)
+    expected = float(-(p * p.log()).sum(-1).mean())
+    assert prior_entropy == pytest.approx(expected, rel=1e-6)
+    assert prior_entropy < np.log(3)  # three of four samples are sharper than uniform
+    assert target_entropy == pytest.approx((0 + np.log(2) + 0 + (0.5 * np.log(4) + 0.5 * np.log(2))) / 4, rel=1e-6)
+    # argmax: 0 (ties go to the lowest index), 0, 0, 2 -> three of four prefer action 0.
+    assert mode_share == pytest.approx(0.75)
+
+
+def test_an_update_reports_the_policy_statistics_of_its_batch():
+    cfg, lcfg, model, batch = _setup("CartPole", (4,), 2, random_heads=False)
+    # Zero-initialised heads predict uniform policies: entropy ln 2 and every tie resolved to action 0.
+    batch = batch._replace(target_policy=np.broadcast_to(np.array([1.0, 0.0], np.float32),
+                                                         batch.target_policy.shape).copy())
+    learner = Learner(model, lcfg, CPU, frame_stack=cfg.env.frame_stack)
+    stats = learner.train_step(BatchMover(CPU).stage(batch)).stats
+    assert stats.prior_entropy == pytest.approx(np.log(2), rel=1e-5)
+    assert stats.target_entropy == pytest.approx(0.0, abs=1e-6)
+    assert stats.prior_mode_share == 1.0

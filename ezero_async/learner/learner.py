@@ -14,7 +14,7 @@ import numpy as np
 import torch
 
 from ezero_async.config.sections import LearnerConfig
-from ezero_async.learner.loss import COMPONENTS, unrolled_loss
+from ezero_async.learner.loss import COMPONENTS, POLICY_STATS, unrolled_loss
 from ezero_async.learner.model import EfficientZeroNet
 from ezero_async.learner.schedule import learning_rate
 from ezero_async.learner.transfer import DeviceBatch
@@ -37,6 +37,12 @@ class LossStats(NamedTuple):
     """Global gradient norm before clipping (after unscaling with fp16)."""
     lr: float
     """Learning rate used for this step."""
+    prior_entropy: float
+    """Mean entropy of the predicted policy at k = 0 (nats; ln A is uniform)."""
+    target_entropy: float
+    """Mean entropy of the policy target at k = 0."""
+    prior_mode_share: float
+    """Share of the batch whose predicted policy prefers the batch's most preferred action."""
 
 
 class UpdateResult(NamedTuple):
@@ -59,7 +65,8 @@ class PendingUpdate(NamedTuple):
     indices: np.ndarray
     """int64[B]."""
     readback: torch.Tensor
-    """float32[B + len(COMPONENTS) + 2]: priorities, components, loss, grad norm (device)."""
+    """float32[B + len(COMPONENTS) + len(POLICY_STATS) + 2]: priorities, components, policy
+    statistics, loss, grad norm (device)."""
 
 
 def resolve_amp(amp: str, device: torch.device) -> torch.dtype | None:
@@ -180,7 +187,7 @@ class Learner:
             norm = torch.nn.utils.clip_grad_norm_(params, self.cfg.grad_clip)
             self.optimizer.step()
         priorities = (out.value0 - batch.target_value[:, 0]).abs() + self.priority_eps
-        readback = torch.cat([priorities, out.components, out.loss.detach().float().view(1),
+        readback = torch.cat([priorities, out.components, out.policy_stats, out.loss.detach().float().view(1),
                               norm.detach().float().view(1)])
         pending = PendingUpdate(step=self.step, lr=lr, indices=batch.indices, readback=readback)
         self.step += 1
@@ -206,11 +213,13 @@ class Learner:
         host = pending.readback.cpu().numpy()  # sync point (CUDA): waits for the whole update
         b = pending.indices.shape[0]
         comp = host[b:b + len(COMPONENTS)]
+        policy = host[b + len(COMPONENTS):b + len(COMPONENTS) + len(POLICY_STATS)]
         loss, grad_norm = float(host[-2]), float(host[-1])
         if self.scaler is None and not np.isfinite(loss):
             raise FloatingPointError(f"non-finite loss {loss} at training step {pending.step}")
         stats = LossStats(loss=loss, value=float(comp[0]), policy=float(comp[1]), value_prefix=float(comp[2]),
-                          consistency=float(comp[3]), grad_norm=grad_norm, lr=pending.lr)
+                          consistency=float(comp[3]), grad_norm=grad_norm, lr=pending.lr,
+                          **{name: float(x) for name, x in zip(POLICY_STATS, policy)})
         return UpdateResult(step=pending.step, indices=pending.indices, priorities=host[:b].copy(), stats=stats)
 
     def train_step(self, batch: DeviceBatch) -> UpdateResult:

@@ -23,6 +23,9 @@ the recurrent gradient does not grow with the unroll length)."""
 COMPONENTS = ("value", "policy", "value_prefix", "consistency")
 """Names of LossOutput.components, in order."""
 
+POLICY_STATS = ("prior_entropy", "target_entropy", "prior_mode_share")
+"""Names of LossOutput.policy_stats, in order."""
+
 
 class LossOutput(NamedTuple):
     """What one forward pass of the loss yields (tensors on the device)."""
@@ -34,6 +37,12 @@ class LossOutput(NamedTuple):
     the negative cosine (no coefficients, no importance weights), detached."""
     value0: torch.Tensor
     """float32[B]: scalar v_0 predicted at k = 0 (for priorities), detached."""
+    policy_stats: torch.Tensor
+    """float32[3], detached, at k = 0 over the batch: the mean entropy of the predicted policy,
+    the mean entropy of the policy target, and the share of samples whose predicted policy
+    prefers the action the batch's predictions prefer most often. A policy locking onto one
+    action everywhere (docs/learning.md#sweep-lock-in) shows as falling entropies and a mode
+    share rising towards 1, whatever the game."""
 
 
 def model_inputs(model: EfficientZeroNet, obs: torch.Tensor, frame_stack: int, unroll_steps: int, augment: bool,
@@ -134,4 +143,16 @@ def unrolled_loss(model: EfficientZeroNet, batch: DeviceBatch, cfg: LearnerConfi
     components = torch.stack([value_term.mean(), policy_term.mean(), prefix_term.mean(),
                               consistency_term.mean()]).detach()
     value0 = support.scalar_from_logits(values[0].detach())
-    return LossOutput(loss=loss, components=components, value0=value0)
+    return LossOutput(loss=loss, components=components, value0=value0,
+                      policy_stats=policy_statistics(policies[0].detach(), batch.target_policy[:, 0]))
+
+
+def policy_statistics(logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+    """logits float[B, A], target float32[B, A] -> float32[3] (see LossOutput.policy_stats).
+    No host sync: the mode is found from a one-hot count, not bincount."""
+    log_prior = F.log_softmax(logits.float(), dim=-1)
+    prior_entropy = -(log_prior.exp() * log_prior).sum(-1).mean()
+    target_entropy = -(target * torch.log(target.clamp_min(1e-12))).sum(-1).mean()
+    counts = F.one_hot(logits.argmax(-1), logits.shape[-1]).sum(0)
+    mode_share = counts.max().float() / logits.shape[0]
+    return torch.stack([prior_entropy, target_entropy, mode_share])

@@ -188,7 +188,8 @@ class LossMeter:
             return {}
         names = {"loss": "loss/total", "value": "loss/value", "policy": "loss/policy",
                  "value_prefix": "loss/value_prefix", "consistency": "loss/consistency",
-                 "grad_norm": "loss/grad_norm", "lr": "loss/lr"}
+                 "grad_norm": "loss/grad_norm", "lr": "loss/lr", "prior_entropy": "policy/prior_entropy",
+                 "target_entropy": "policy/target_entropy", "prior_mode_share": "policy/prior_mode_share"}
         return {metric: statistics.fmean(getattr(s, field) for s in stats) for field, metric in names.items()}
 
 
