@@ -33,6 +33,7 @@ from ezero_async.learner.model import build_model
 from ezero_async.learner.synthetic import random_batch
 from ezero_async.learner.transfer import stage_naive
 from ezero_async.learner.weights import WeightStore
+from ezero_async.main import resolve_device
 from ezero_async.runtime.fastpath import apply_precision, to_layout
 from ezero_async.search import root_noise
 
@@ -122,8 +123,7 @@ def main() -> None:
         parser.error("--roots, --batch and --repeats must be >= 1, --warmup >= 0")
     if args.device == "cuda" and not torch.cuda.is_available():
         parser.error("--device cuda: no CUDA device here")
-    device = torch.device("cuda" if args.device == "auto" and torch.cuda.is_available() else
-                          ("cpu" if args.device == "auto" else args.device))
+    device = torch.device(resolve_device(args.device))
     if device.type == "cuda":
         device = torch.device("cuda", torch.cuda.current_device())
     torch.set_num_threads(args.threads)

@@ -27,12 +27,13 @@ import numpy as np
 import torch
 
 from ezero_async.config import apply_overrides, build_config, parse_override
-from ezero_async.errors import ConfigError
+from ezero_async.errors import ConfigError, UserError
 from ezero_async.learner.learner import Learner
 from ezero_async.learner.model import build_model, count_parameters
 from ezero_async.learner.synthetic import random_batch
 from ezero_async.learner.thread import LearnerThread
 from ezero_async.learner.transfer import stage_naive
+from ezero_async.main import resolve_device
 
 
 def learner_config(args, extra: dict | None = None):
@@ -41,11 +42,6 @@ def learner_config(args, extra: dict | None = None):
     cfg = apply_overrides(cfg, {**getattr(args, "overrides", {}), **(extra or {})})
     cfg.check()
     return cfg
-
-
-def resolve_device(name: str) -> torch.device:
-    return torch.device("cuda" if name == "auto" and torch.cuda.is_available() else
-                        ("cpu" if name == "auto" else name))
 
 
 def make_learner(args, device, extra: dict | None = None):
@@ -152,7 +148,7 @@ def run(quick: bool = False, device: str = "auto", preset: str = "atari100k",
                               warmup=warmup, steps=steps, threads=threads, contend=contend)
     if quick:
         args.warmup, args.steps = 1, 2
-    target = resolve_device(args.device)
+    target = torch.device(resolve_device(args.device))
     torch.set_num_threads(args.threads)  # the naive loop runs on this thread
 
     learner, _ = make_learner(args, target)
@@ -217,13 +213,14 @@ def main() -> None:
                 raise ConfigError(f"--ab {args.ab!r} must name one setting and two values: KEY=A,B")
             for value in values:
                 learner_config(args, {key: value})
-    except ConfigError as exc:
+        args.device = resolve_device(args.device)  # "auto" -> the device; "cuda" without one: the error line
+    except UserError as exc:
         parser.error(str(exc))
     if args.ab:
         args.frame = tuple(int(v) for v in args.frame.split(","))
         if args.quick:
             args.warmup, args.steps = 1, 2
-        device = resolve_device(args.device)
+        device = torch.device(args.device)
         torch.set_num_threads(args.threads)
         a, b = run_ab(args, device, key, values)
         print(f"# {args.preset} B={args.batch} on {device.type}, {args.steps} updates each, interleaved"

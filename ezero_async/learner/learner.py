@@ -212,8 +212,7 @@ class Learner:
         """Read the update back: the one device -> host sync point of a step."""
         host = pending.readback.cpu().numpy()  # sync point (CUDA): waits for the whole update
         b = pending.indices.shape[0]
-        comp = host[b:b + len(COMPONENTS)]
-        policy = host[b + len(COMPONENTS):b + len(COMPONENTS) + len(POLICY_STATS)]
+        comp, policy = np.split(host[b:-2], [len(COMPONENTS)])
         loss, grad_norm = float(host[-2]), float(host[-1])
         if self.scaler is None and not np.isfinite(loss):
             raise FloatingPointError(f"non-finite loss {loss} at training step {pending.step}")
