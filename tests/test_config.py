@@ -93,6 +93,13 @@ def test_atari100k_has_the_spec_values():
     assert (c.model.support_size, c.model.lstm_hidden, c.model.proj_hidden, c.model.pred_hidden) == (300, 512, 1024, 512)
 
 
+@pytest.mark.parametrize("preset", ["minatar", "minatar-v2"])
+def test_minatar_presets_play_with_minatars_sticky_actions(preset):
+    """MinAtar's protocol (and its DQN baselines'): sticky actions 0.1, in training and evaluation
+    alike (one env setting serves both)."""
+    assert build_config(preset, "MinAtar/Breakout").env.sticky_action_prob == 0.1
+
+
 def test_preset_defaults_equal_dataclass_defaults_for_atari100k():
     # The atari100k file restates the section defaults; the two must never drift apart.
     preset = build_config("atari100k", "Breakout")
