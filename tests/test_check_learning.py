@@ -133,6 +133,25 @@ def test_report_against_a_baseline_writes_both_groups(tmp_path, capsys):
     assert check_learning.main(["--report", *base, "--baseline", *runs, "--faster", "--out", str(tmp_path / "r2")]) == 1
 
 
+def test_groups_of_different_seeds_are_compared_on_the_seeds_they_share(tmp_path, capsys):
+    """Means over different seeds compare draws: seeds 2-3 of the runs against 1-3 of the baseline
+    are judged on 2-3 (the baseline's seed 1 would have carried it); no shared seed is exit 2."""
+    runs = [check_learning.seed_result(_summary(s, m), "r", reach=None)
+            for s, m in [(2, [0, 6, 6]), (3, [0, 5, 5])]]  # final 5.5
+    base = [check_learning.seed_result(_summary(s, m), "b", reach=None)
+            for s, m in [(1, [0, 9, 9]), (2, [0, 5, 5]), (3, [0, 5, 5])]]  # 6.33 over 1-3, 5.0 over 2-3
+    checks = check_learning.compare(runs, base, faster=False)
+    assert checks[0] == ("mean final 5.5 >= baseline's 5.0 (seeds 2, 3: those both groups ran)", True)
+    with pytest.raises(check_learning.ReportError, match="share no seed"):
+        check_learning.compare(runs, base[:1], faster=False)
+    # Before training: planned seeds the baseline never ran stop the tool before any run starts.
+    dirs = _write_runs(tmp_path / "b", [(1, [0, 6, 7])], game="CartPole")
+    assert check_learning.main(["--game", "CartPole", "--seeds", "2", "--first-seed", "6", "--baseline", *dirs,
+                                "--out", str(tmp_path / "t")]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "seeds 6..7" in err[0] and not (tmp_path / "t").exists()
+
+
 def test_a_baseline_of_another_game_or_faster_without_one_is_exit_2(tmp_path, capsys):
     runs = _write_runs(tmp_path / "a", [(1, [0, 6, 7])], game="MinAtar/Breakout")
     other = _write_runs(tmp_path / "b", [(1, [0, 6, 7])], game="CartPole")

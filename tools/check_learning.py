@@ -30,8 +30,8 @@ Pass/fail uses final and held figures, never the best: each check given is appli
 seed. With --baseline (finished runs of another recipe on the same game) the report also prints
 the baseline's table and compares the two groups: the runs pass only if their across-seed mean
 final and mean held are at least the baseline's, at no more env steps, and (with --faster) their
-mean wall time is below the baseline's; the PNG draws both groups, one colour each, seeds thin
-and means thick. Exit code 0 on pass, 1 on fail, 2 on bad arguments or a run that did not finish.
+mean wall time is below the baseline's, all over the seeds both groups ran (the tables show
+every seed); the PNG draws both groups, one colour each, seeds thin and means thick. Exit code 0 on pass, 1 on fail, 2 on bad arguments or a run that did not finish.
 """
 from __future__ import annotations
 
@@ -168,11 +168,21 @@ def judge(results: Sequence[SeedResult], criteria: Criteria) -> list[tuple[str, 
 def compare(results: Sequence[SeedResult], baseline: Sequence[SeedResult], faster: bool,
             digits: int = 1) -> list[tuple[str, bool]]:
     """(check, passed) for the runs against a baseline group: across-seed means of the final and
-    held figures at least the baseline's, at most its env steps, and (faster) less mean wall time."""
+    held figures at least the baseline's, at most its env steps, and (faster) less mean wall time.
+    Where the groups ran different seeds, both are judged on the seeds they share (a seed's draw
+    moves a CartPole final by 200: means over different seeds compare draws, not recipes)."""
+    shared = sorted({r.seed for r in results} & {r.seed for r in baseline})
+    if not shared:
+        raise ReportError(f"the runs (seeds {_seed_list(results)}) and the baseline (seeds {_seed_list(baseline)}) "
+                          "share no seed: compare runs of the same seeds")
+    over = ""
+    if len(shared) < max(len(results), len(baseline)):
+        results, baseline = ([r for r in group if r.seed in shared] for group in (results, baseline))
+        over = f" (seeds {', '.join(map(str, shared))}: those both groups ran)"
     checks = []
     for name in ("final", "held"):
         mine, theirs = (statistics.fmean(getattr(r, name) for r in group) for group in (results, baseline))
-        checks.append((f"mean {name} {mine:.{digits}f} >= baseline's {theirs:.{digits}f}", mine >= theirs))
+        checks.append((f"mean {name} {mine:.{digits}f} >= baseline's {theirs:.{digits}f}{over}", mine >= theirs))
     mine_steps, their_steps = (max(r.env_steps for r in group) for group in (results, baseline))
     checks.append((f"env steps {mine_steps:,} <= baseline's {their_steps:,}", mine_steps <= their_steps))
     if faster:
@@ -180,6 +190,10 @@ def compare(results: Sequence[SeedResult], baseline: Sequence[SeedResult], faste
         checks.append((f"mean wall time {mine_wall:.1f} min < baseline's {their_wall:.1f} min "
                        f"({mine_wall / their_wall:.2f}x)", mine_wall < their_wall))
     return checks
+
+
+def _seed_list(group: Sequence[SeedResult]) -> str:
+    return ", ".join(str(r.seed) for r in sorted(group, key=lambda r: r.seed))
 
 
 def _fmt(value: float | int | None, digits: int = 1) -> str:
@@ -376,6 +390,10 @@ def _main(args: argparse.Namespace) -> int:
         args.game, args.preset = args.game or "CartPole", args.preset or "cartpole"
         if args.baseline is not None:
             _same_game(args.game, base_game)
+            planned = set(range(args.first_seed, args.first_seed + args.seeds))
+            if not planned & {r.seed for r in baseline}:
+                raise ReportError(f"the baseline ran seeds {_seed_list(baseline)}, these runs would be seeds "
+                                  f"{min(planned)}..{max(planned)}: compare runs of the same seeds (--first-seed)")
         from ezero_async.config import build_config
         from ezero_async.config.values import parse_override
         from ezero_async.errors import UserError
