@@ -129,6 +129,11 @@ def test_report_against_a_baseline_writes_both_groups(tmp_path, capsys):
     assert report["baseline"]["preset"] == "minatar"
     assert report["baseline"]["across_seeds"]["final"] == {"mean": 6.5, "std": 0.5}
     assert (out / "curves.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    # One preset in both groups: each is named by its folder (a suite's, above its runs/).
+    same = _write_runs(tmp_path / "age" / "runs", [(1, [0, 6, 7])], preset="cartpole", game="CartPole")
+    plain = _write_runs(tmp_path / "preset" / "runs", [(1, [0, 5, 6])], preset="cartpole", game="CartPole")
+    assert check_learning.main(["--report", *same, "--baseline", *plain, "--out", str(tmp_path / "r3")]) == 0
+    assert "Baseline, cartpole (preset):" in capsys.readouterr().out
     # The other way round the runs are worse and slower: exit 1.
     assert check_learning.main(["--report", *base, "--baseline", *runs, "--faster", "--out", str(tmp_path / "r2")]) == 1
 

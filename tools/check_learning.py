@@ -368,8 +368,10 @@ def load_group(dirs: Sequence[Path], reach: float | None) -> tuple[list[SeedResu
 
 
 def _group_label(preset: str | None, dirs: Sequence[Path], other_preset: str | None) -> str:
-    """The preset, and the runs' folder where both groups ran the same preset."""
-    folder = Path(dirs[0]).resolve().parent.name
+    """The preset, and the runs' folder where both groups ran the same preset (the suite's folder
+    for a check_learning suite, whose runs all sit in SUITE/runs)."""
+    parent = Path(dirs[0]).resolve().parent
+    folder = parent.parent.name if parent.name == "runs" else parent.name
     return f"{preset} ({folder})" if preset == other_preset or preset is None else str(preset)
 
 
