@@ -336,3 +336,14 @@ def test_an_update_reports_the_policy_statistics_of_its_batch():
     assert stats.prior_entropy == pytest.approx(np.log(2), rel=1e-5)
     assert stats.target_entropy == pytest.approx(0.0, abs=1e-6)
     assert stats.prior_mode_share == 1.0
+
+
+def test_an_update_reports_its_batch_mean_root_value_and_value_target():
+    cfg, lcfg, model, batch = _setup("CartPole", (4,), 2, random_heads=False)
+    targets = batch.target_value.copy()
+    targets[:, 0] = np.arange(len(targets), dtype=np.float32)  # mean (B - 1) / 2
+    learner = Learner(model, lcfg, CPU, frame_stack=cfg.env.frame_stack)
+    stats = learner.train_step(BatchMover(CPU).stage(batch._replace(target_value=targets))).stats
+    assert stats.root_value_target == pytest.approx((len(targets) - 1) / 2, rel=1e-6)
+    # Zero-initialised value heads: a uniform distribution over a symmetric support is the value 0.
+    assert stats.root_value == pytest.approx(0.0, abs=1e-5)

@@ -49,6 +49,7 @@ def test_smoke_run_writes_summary_and_replay_store(tmp_path, game, capsys):
     rows = [json.loads(line) for line in (tmp_path / "run" / "metrics.jsonl").read_text().splitlines()]
     shares = [row["policy/prior_mode_share"] for row in rows if "policy/prior_mode_share" in row]
     assert shares and all(0 < share <= 1 for share in shares)  # the learner's policy statistics reach the log
+    assert any("value/root" in row and "value/root_target" in row for row in rows)  # and its value statistics
     # Smoke episodes are capped at 200 agent steps, far below the Atari 100k protocol's 27k: a
     # human-normalised score would not be comparable, so there is none.
     assert summary["final_eval"]["human_normalised_score"] is None

@@ -14,7 +14,7 @@ import numpy as np
 import torch
 
 from ezero_async.config.sections import LearnerConfig
-from ezero_async.learner.loss import COMPONENTS, POLICY_STATS, unrolled_loss
+from ezero_async.learner.loss import COMPONENTS, POLICY_STATS, VALUE_STATS, unrolled_loss
 from ezero_async.learner.model import EfficientZeroNet
 from ezero_async.learner.schedule import learning_rate
 from ezero_async.learner.transfer import DeviceBatch
@@ -43,6 +43,10 @@ class LossStats(NamedTuple):
     """Mean entropy of the policy target at k = 0."""
     prior_mode_share: float
     """Share of the batch whose predicted policy prefers the batch's most preferred action."""
+    root_value: float
+    """Batch mean of the predicted v_0 (value units)."""
+    root_value_target: float
+    """Batch mean of the value target z_0."""
 
 
 class UpdateResult(NamedTuple):
@@ -65,8 +69,8 @@ class PendingUpdate(NamedTuple):
     indices: np.ndarray
     """int64[B]."""
     readback: torch.Tensor
-    """float32[B + len(COMPONENTS) + len(POLICY_STATS) + 2]: priorities, components, policy
-    statistics, loss, grad norm (device)."""
+    """float32[B + len(COMPONENTS) + len(POLICY_STATS) + len(VALUE_STATS) + 2]: priorities,
+    components, policy statistics, value statistics, loss, grad norm (device)."""
 
 
 def resolve_amp(amp: str, device: torch.device) -> torch.dtype | None:
@@ -187,8 +191,8 @@ class Learner:
             norm = torch.nn.utils.clip_grad_norm_(params, self.cfg.grad_clip)
             self.optimizer.step()
         priorities = (out.value0 - batch.target_value[:, 0]).abs() + self.priority_eps
-        readback = torch.cat([priorities, out.components, out.policy_stats, out.loss.detach().float().view(1),
-                              norm.detach().float().view(1)])
+        readback = torch.cat([priorities, out.components, out.policy_stats, out.value_stats,
+                              out.loss.detach().float().view(1), norm.detach().float().view(1)])
         pending = PendingUpdate(step=self.step, lr=lr, indices=batch.indices, readback=readback)
         self.step += 1
         return pending
@@ -212,13 +216,14 @@ class Learner:
         """Read the update back: the one device -> host sync point of a step."""
         host = pending.readback.cpu().numpy()  # sync point (CUDA): waits for the whole update
         b = pending.indices.shape[0]
-        comp, policy = np.split(host[b:-2], [len(COMPONENTS)])
+        comp, policy, value = np.split(host[b:-2], np.cumsum([len(COMPONENTS), len(POLICY_STATS)]))
         loss, grad_norm = float(host[-2]), float(host[-1])
         if self.scaler is None and not np.isfinite(loss):
             raise FloatingPointError(f"non-finite loss {loss} at training step {pending.step}")
         stats = LossStats(loss=loss, value=float(comp[0]), policy=float(comp[1]), value_prefix=float(comp[2]),
                           consistency=float(comp[3]), grad_norm=grad_norm, lr=pending.lr,
-                          **{name: float(x) for name, x in zip(POLICY_STATS, policy)})
+                          **{name: float(x) for name, x in zip(POLICY_STATS, policy)},
+                          **{name: float(x) for name, x in zip(VALUE_STATS, value)})
         return UpdateResult(step=pending.step, indices=pending.indices, priorities=host[:b].copy(), stats=stats)
 
     def train_step(self, batch: DeviceBatch) -> UpdateResult:

@@ -26,6 +26,9 @@ COMPONENTS = ("value", "policy", "value_prefix", "consistency")
 POLICY_STATS = ("prior_entropy", "target_entropy", "prior_mode_share")
 """Names of LossOutput.policy_stats, in order."""
 
+VALUE_STATS = ("root_value", "root_value_target")
+"""Names of LossOutput.value_stats, in order."""
+
 
 class LossOutput(NamedTuple):
     """What one forward pass of the loss yields (tensors on the device)."""
@@ -43,6 +46,10 @@ class LossOutput(NamedTuple):
     prefers the action the batch's predictions prefer most often. A policy locking onto one
     action everywhere (docs/learning.md#sweep-lock-in) shows as falling entropies and a mode
     share rising towards 1, whatever the game."""
+    value_stats: torch.Tensor
+    """float32[2], detached: the batch means of the predicted v_0 and of its target z_0 (value
+    units). Values that trail their targets update after update are values that cannot keep up
+    with their bootstraps (docs/learning.md#cartpole-seeds-6-10)."""
 
 
 def model_inputs(model: EfficientZeroNet, obs: torch.Tensor, frame_stack: int, unroll_steps: int, augment: bool,
@@ -144,7 +151,8 @@ def unrolled_loss(model: EfficientZeroNet, batch: DeviceBatch, cfg: LearnerConfi
                               consistency_term.mean()]).detach()
     value0 = support.scalar_from_logits(values[0].detach())
     return LossOutput(loss=loss, components=components, value0=value0,
-                      policy_stats=policy_statistics(policies[0].detach(), batch.target_policy[:, 0]))
+                      policy_stats=policy_statistics(policies[0].detach(), batch.target_policy[:, 0]),
+                      value_stats=torch.stack([value0.mean(), batch.target_value[:, 0].float().mean()]))
 
 
 def policy_statistics(logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:

@@ -189,7 +189,8 @@ class LossMeter:
         names = {"loss": "loss/total", "value": "loss/value", "policy": "loss/policy",
                  "value_prefix": "loss/value_prefix", "consistency": "loss/consistency",
                  "grad_norm": "loss/grad_norm", "lr": "loss/lr", "prior_entropy": "policy/prior_entropy",
-                 "target_entropy": "policy/target_entropy", "prior_mode_share": "policy/prior_mode_share"}
+                 "target_entropy": "policy/target_entropy", "prior_mode_share": "policy/prior_mode_share",
+                 "root_value": "value/root", "root_value_target": "value/root_target"}
         return {metric: statistics.fmean(getattr(s, field) for s in stats) for field, metric in names.items()}
 
 
