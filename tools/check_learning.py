@@ -31,7 +31,8 @@ seed. With --baseline (finished runs of another recipe on the same game) the rep
 the baseline's table and compares the two groups: the runs pass only if their across-seed mean
 final and mean held are at least the baseline's, at no more env steps, and (with --faster) their
 mean wall time is below the baseline's, all over the seeds both groups ran (the tables show
-every seed); the PNG draws both groups, one colour each, seeds thin and means thick. Exit code 0 on pass, 1 on fail, 2 on bad arguments or a run that did not finish.
+every seed); the PNG draws both groups, one colour each, seeds thin and means thick. Exit code
+0 on pass, 1 on fail, 2 on bad arguments or a run that did not finish.
 """
 from __future__ import annotations
 
@@ -192,6 +193,11 @@ def compare(results: Sequence[SeedResult], baseline: Sequence[SeedResult], faste
     return checks
 
 
+def planned_seeds(args: argparse.Namespace) -> tuple[int, ...]:
+    """The seeds a training call runs: --first-seed and the --seeds - 1 after it."""
+    return tuple(range(args.first_seed, args.first_seed + args.seeds))
+
+
 def _seed_list(group: Sequence[SeedResult]) -> str:
     return ", ".join(str(r.seed) for r in sorted(group, key=lambda r: r.seed))
 
@@ -290,7 +296,7 @@ def run_seeds(args: argparse.Namespace, out: Path) -> list[Path] | None:
     suite_dir = out.resolve()
     try:
         wanted = Manifest(preset=args.preset, games=(resolve_game(args.game).label,),
-                          seeds=tuple(range(args.first_seed, args.first_seed + args.seeds)),
+                          seeds=planned_seeds(args),
                           overrides=(*args.set, "tracking.aim=false"), device="cpu")
         manifest = open_suite(suite_dir, wanted)
         specs = run_specs(suite_dir, manifest)
@@ -392,10 +398,10 @@ def _main(args: argparse.Namespace) -> int:
         args.game, args.preset = args.game or "CartPole", args.preset or "cartpole"
         if args.baseline is not None:
             _same_game(args.game, base_game)
-            planned = set(range(args.first_seed, args.first_seed + args.seeds))
-            if not planned & {r.seed for r in baseline}:
+            planned = planned_seeds(args)
+            if not set(planned) & {r.seed for r in baseline}:
                 raise ReportError(f"the baseline ran seeds {_seed_list(baseline)}, these runs would be seeds "
-                                  f"{min(planned)}..{max(planned)}: compare runs of the same seeds (--first-seed)")
+                                  f"{planned[0]}..{planned[-1]}: compare runs of the same seeds (--first-seed)")
         from ezero_async.config import build_config
         from ezero_async.config.values import parse_override
         from ezero_async.errors import UserError
