@@ -76,3 +76,33 @@ def test_scalars_from_logits_in_one_pass_equal_one_at_a_time():
     assert [t.shape for t in together] == [(4,), (7,)]
     assert torch.equal(together[0], support.scalar_from_logits(a))
     assert torch.equal(together[1], support.scalar_from_logits(b))
+
+
+def test_value_mean_readout_reads_a_spread_of_targets_at_its_mean():
+    """Two states' worth of targets, 50 and 250, on one input: the reference's readout h_inv(mean
+    bin) gives 131.5 (Jensen: h_inv is convex), 'value_mean' gives their mean within a bin's
+    linear interpolation; on one target both return it."""
+    reference, unbiased = Support(30), Support(30, "value_mean")
+    phi = reference.two_hot(torch.tensor([50.0, 250.0], dtype=torch.float64))
+    mixed = 0.5 * phi[:1] + 0.5 * phi[1:]
+    assert reference.scalar_from_probs(mixed).item() == pytest.approx(131.5, abs=0.1)
+    assert unbiased.scalar_from_probs(mixed).item() == pytest.approx(150.0, rel=2e-3)
+    x = torch.linspace(-200.0, 200.0, 4001, dtype=torch.float64)
+    exact = unbiased.scalar_from_probs(unbiased.two_hot(x)).double()
+    # The chord over one bin lies above h_inv, never below: by at most 0.25 near 0, where a bin
+    # spans 0..3, and 0.25 % from 100 on.
+    assert torch.all((exact - x) * torch.sign(x) >= -1e-4)
+    assert torch.all((exact - x).abs() <= 0.3)
+    assert torch.all((exact - x).abs()[x.abs() >= 100] <= 2.5e-3 * x.abs()[x.abs() >= 100])
+
+
+def test_readout_is_checked_and_reaches_the_model():
+    with pytest.raises(ValueError, match="readout"):
+        Support(10, "median")
+    from ezero_async.config.sections import ModelConfig
+    from ezero_async.errors import ConfigError
+    from ezero_async.learner.model import build_model
+    with pytest.raises(ConfigError, match="model.value_readout"):
+        ModelConfig(value_readout="median").check()
+    model = build_model(ModelConfig(kind="mlp", value_readout="value_mean", support_size=10), (4,), 1, 2, 5)
+    assert model.support.readout == "value_mean"

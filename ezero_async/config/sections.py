@@ -130,6 +130,12 @@ class ModelConfig:
     """Hidden sizes of the MLP representation and dynamics networks."""
     support_size: int = 300
     """Value and value-prefix supports span [-support_size, support_size] in h-space."""
+    value_readout: str = "transformed_mean"
+    """How a predicted distribution over the support becomes a scalar (search, bootstrap values):
+    'transformed_mean' = h_inv(mean bin), the reference's; 'value_mean' = mean of h_inv(bin).
+    Where one state's targets spread (old and new policies' returns in one replay), the first
+    sits below their mean because h_inv is convex, and a bootstrap that reads it passes the
+    shortfall on to every target behind it. docs/learning.md#value-readout."""
     proj_hidden: int = 1024
     """SimSiam projection hidden width."""
     proj_out: int = 1024
@@ -170,6 +176,8 @@ class ModelConfig:
         _require(0.0 < self.bn_momentum <= 1.0, "model.bn_momentum", "must be in (0, 1]")
         _require(self.latent_norm in ("auto", "minmax", "none"), "model.latent_norm",
                  f"must be auto, minmax or none, got {self.latent_norm!r}")
+        _require(self.value_readout in ("transformed_mean", "value_mean"), "model.value_readout",
+                 f"must be transformed_mean or value_mean, got {self.value_readout!r}")
 
 
 @dataclass

@@ -68,7 +68,8 @@ class EfficientZeroNet(nn.Module):
 
     def __init__(self, kind: str, representation: nn.Module, dynamics: nn.Module, prediction: nn.Module,
                  projection: Projection, predictor: Predictor, *, support_size: int, num_actions: int,
-                 lstm_hidden: int, lstm_horizon: int, latent_shape: tuple[int, ...], pixel_scale: float) -> None:
+                 lstm_hidden: int, lstm_horizon: int, latent_shape: tuple[int, ...], pixel_scale: float,
+                 value_readout: str = "transformed_mean") -> None:
         super().__init__()
         self.kind = kind
         self.representation = representation
@@ -76,7 +77,7 @@ class EfficientZeroNet(nn.Module):
         self.prediction = prediction
         self.projection = projection
         self.predictor = predictor
-        self.support = Support(support_size)
+        self.support = Support(support_size, value_readout)
         self.num_actions = num_actions
         self.lstm_hidden = lstm_hidden
         self.lstm_horizon = lstm_horizon
@@ -219,6 +220,7 @@ def build_model(model_cfg: ModelConfig, obs_shape: Sequence[int], frame_stack: i
     predictor = Predictor(model_cfg.proj_out, model_cfg.pred_hidden, m)
     return EfficientZeroNet(kind, representation, dynamics, prediction, projection, predictor,
                             support_size=model_cfg.support_size, num_actions=num_actions,
+                            value_readout=model_cfg.value_readout,
                             lstm_hidden=model_cfg.lstm_hidden, lstm_horizon=lstm_horizon,
                             latent_shape=latent_shape, pixel_scale=pixel_scale)
 

@@ -2,6 +2,9 @@
 
 Values and value prefixes are predicted as 2S + 1 logits over the integer bins -S..S of the
 transformed space h(x) = sign(x)(sqrt(|x| + 1) - 1) + eps*x, eps = 0.001 (S = support_size).
+A distribution reads out as a scalar in one of two ways (READOUTS): h_inv of its mean bin (the
+reference's), or the mean of h_inv over its bins. Where the targets of one state spread, the
+first is below their mean (h_inv is convex: Jensen); the second is not.
 The inverse is evaluated in float64: in float32 its cancellations cost ~1e-3 absolute near
 |x| = 300, and the extra precision is free for [B]-sized tensors.
 """
@@ -11,6 +14,9 @@ import torch
 
 EPS = 0.001
 """The linear term of h (keeps h invertible and Lipschitz)."""
+
+READOUTS = ("transformed_mean", "value_mean")
+"""'transformed_mean': h_inv(sum p_i * bin_i) (the reference); 'value_mean': sum p_i * h_inv(bin_i)."""
 
 
 def h(x: torch.Tensor) -> torch.Tensor:
@@ -38,13 +44,16 @@ class Support:
     inference threads (its float64 bins are cached per device).
     """
 
-    def __init__(self, support_size: int) -> None:
+    def __init__(self, support_size: int, readout: str = "transformed_mean") -> None:
         if support_size < 1:
             raise ValueError(f"support_size must be >= 1, got {support_size}")
+        if readout not in READOUTS:
+            raise ValueError(f"readout must be one of {READOUTS}, got {readout!r}")
         self.size = int(support_size)
         self.num_bins = 2 * self.size + 1
+        self.readout = readout
         self._bins: dict[torch.device, torch.Tensor] = {}
-        """float64 bins -S..S per device."""
+        """float64 bins per device: -S..S ('transformed_mean') or h_inv(-S..S) ('value_mean')."""
 
     def two_hot(self, x: torch.Tensor) -> torch.Tensor:
         """x: float[N] scalars -> float32[N, 2S+1] target distributions phi(x): h(x) clamped to
@@ -64,13 +73,17 @@ class Support:
         return out.float()
 
     def scalar_from_probs(self, probs: torch.Tensor) -> torch.Tensor:
-        """probs: float[N, 2S+1] distributions -> float32[N]: h_inv(sum probs * bins)."""
+        """probs: float[N, 2S+1] distributions -> float32[N]: h_inv(sum probs * bins)
+        ('transformed_mean') or sum probs * h_inv(bins) ('value_mean')."""
         self._check_bins(probs)
         bins = self._bins.get(probs.device)
         if bins is None:  # a race only builds the same tensor twice
-            bins = self._bins[probs.device] = torch.arange(-self.size, self.size + 1, dtype=torch.float64,
-                                                           device=probs.device)
-        return h_inv(probs.double() @ bins).float()
+            bins = torch.arange(-self.size, self.size + 1, dtype=torch.float64, device=probs.device)
+            if self.readout == "value_mean":
+                bins = h_inv(bins)
+            self._bins[probs.device] = bins
+        mean = probs.double() @ bins
+        return (h_inv(mean) if self.readout == "transformed_mean" else mean).float()
 
     def scalar_from_logits(self, logits: torch.Tensor) -> torch.Tensor:
         """logits: float[N, 2S+1] (any float dtype) -> float32[N]: h_inv(E_softmax[bins]).
