@@ -110,6 +110,11 @@ class SearchConfig:
         _require(1 <= self.num_threads <= 256, "search.num_threads", "must be in [1, 256]")
 
 
+VALUE_READOUTS = ("transformed_mean", "value_mean")
+"""model.value_readout's choices (learner/support.py): h_inv(sum p_i * bin_i), the reference's;
+sum p_i * h_inv(bin_i)."""
+
+
 @dataclass
 class ModelConfig:
     kind: str = "auto"
@@ -176,8 +181,8 @@ class ModelConfig:
         _require(0.0 < self.bn_momentum <= 1.0, "model.bn_momentum", "must be in (0, 1]")
         _require(self.latent_norm in ("auto", "minmax", "none"), "model.latent_norm",
                  f"must be auto, minmax or none, got {self.latent_norm!r}")
-        _require(self.value_readout in ("transformed_mean", "value_mean"), "model.value_readout",
-                 f"must be transformed_mean or value_mean, got {self.value_readout!r}")
+        _require(self.value_readout in VALUE_READOUTS, "model.value_readout",
+                 f"must be {' or '.join(VALUE_READOUTS)}, got {self.value_readout!r}")
 
 
 @dataclass

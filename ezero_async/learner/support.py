@@ -2,9 +2,9 @@
 
 Values and value prefixes are predicted as 2S + 1 logits over the integer bins -S..S of the
 transformed space h(x) = sign(x)(sqrt(|x| + 1) - 1) + eps*x, eps = 0.001 (S = support_size).
-A distribution reads out as a scalar in one of two ways (READOUTS): h_inv of its mean bin (the
-reference's), or the mean of h_inv over its bins. Where the targets of one state spread, the
-first is below their mean (h_inv is convex: Jensen); the second is not.
+A distribution reads out as a scalar in one of two ways (model.value_readout): h_inv of its mean
+bin (the reference's), or the mean of h_inv over its bins. Where the targets of one state spread,
+the first is below their mean (h_inv is convex: Jensen); the second is not.
 The inverse is evaluated in float64: in float32 its cancellations cost ~1e-3 absolute near
 |x| = 300, and the extra precision is free for [B]-sized tensors.
 """
@@ -12,11 +12,10 @@ from __future__ import annotations
 
 import torch
 
+from ezero_async.config.sections import VALUE_READOUTS
+
 EPS = 0.001
 """The linear term of h (keeps h invertible and Lipschitz)."""
-
-READOUTS = ("transformed_mean", "value_mean")
-"""'transformed_mean': h_inv(sum p_i * bin_i) (the reference); 'value_mean': sum p_i * h_inv(bin_i)."""
 
 
 def h(x: torch.Tensor) -> torch.Tensor:
@@ -47,8 +46,8 @@ class Support:
     def __init__(self, support_size: int, readout: str = "transformed_mean") -> None:
         if support_size < 1:
             raise ValueError(f"support_size must be >= 1, got {support_size}")
-        if readout not in READOUTS:
-            raise ValueError(f"readout must be one of {READOUTS}, got {readout!r}")
+        if readout not in VALUE_READOUTS:
+            raise ValueError(f"readout must be one of {VALUE_READOUTS}, got {readout!r}")
         self.size = int(support_size)
         self.num_bins = 2 * self.size + 1
         self.readout = readout
@@ -86,8 +85,8 @@ class Support:
         return (h_inv(mean) if self.readout == "transformed_mean" else mean).float()
 
     def scalar_from_logits(self, logits: torch.Tensor) -> torch.Tensor:
-        """logits: float[N, 2S+1] (any float dtype) -> float32[N]: h_inv(E_softmax[bins]).
-        No host sync: the result stays on the logits' device."""
+        """logits: float[N, 2S+1] (any float dtype) -> float32[N]: scalar_from_probs of their
+        softmax. No host sync: the result stays on the logits' device."""
         self._check_bins(logits)
         return self.scalar_from_probs(torch.softmax(logits.float(), dim=-1))
 
