@@ -1,5 +1,7 @@
 """tools/diagnose_values.py: the unroll inputs follow each episode's stored actions, and the
 depth table's modes read the heads as eval mode and the two training schemes do."""
+import dataclasses
+
 import numpy as np
 import torch
 
@@ -68,3 +70,20 @@ def test_depth_values_train_modes_differ_only_in_how_the_heads_batch():
     assert np.isfinite(evaluated).all()
     assert per_depth[0] != all_depths[0]  # the root normalised alone vs with the unrolled latents
     assert not model.training and torch.equal(bn.running_mean, saved)  # the modes ran on copies
+
+
+def test_readout_values_read_one_head_both_ways_and_the_models_own_readout_is_its_root_value():
+    cfg = build_config("smoke", "CartPole", {})
+    x = torch.randn(32, 4)
+    for readout in ("transformed_mean", "value_mean"):
+        torch.manual_seed(0)
+        model = build_model(dataclasses.replace(cfg.model, value_readout=readout), (4,), 1, 2,
+                            cfg.learner.lstm_horizon)
+        for p in model.parameters():  # a head spread over many bins, so the readouts part
+            if p.dim() > 1:
+                torch.nn.init.normal_(p, std=0.3)
+        values, entropy = diagnose.readout_values(model, x)
+        assert set(values) == {"transformed_mean", "value_mean"}
+        np.testing.assert_allclose(values[readout], diagnose.root_values(model, x, train=False), rtol=1e-5, atol=1e-5)
+        assert np.abs(values["transformed_mean"] - values["value_mean"]).max() > 1e-3
+        assert 0.0 < entropy <= np.log(2 * cfg.model.support_size + 1)

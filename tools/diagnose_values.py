@@ -16,7 +16,12 @@ far above train-mode ones mean the running statistics misfit root latents. `--si
 along the stored actions, in eval mode and in train mode with the heads run per depth (as the
 reference trains them) or once over all depths (learner.prediction_heads = joint): eval-mode
 values that drift with depth where train-mode ones stay flat mean the heads' running statistics
-misfit unrolled latents (docs/deviations.md#prediction-batchnorm).
+misfit unrolled latents (docs/deviations.md#prediction-batchnorm). Under each checkpoint a line
+gives the eval-mode root value as both readouts of `model.value_readout` read the same head
+(h_inv of the mean bin, the reference's, and the mean of h_inv over the bins), their errors
+against the return and the head's mean entropy: a readout below the other by more than the
+bins' resolution means the head spreads over targets h_inv's convexity reads low
+(docs/learning.md#value-readout).
 """
 from __future__ import annotations
 
@@ -30,8 +35,10 @@ import numpy as np
 import torch
 import zarr
 
+from ezero_async.config.sections import VALUE_READOUTS
 from ezero_async.config.values import config_from_dict
 from ezero_async.learner.model import build_model, stack_frames
+from ezero_async.learner.support import Support
 from ezero_async.search import batched_search, dirichlet_noise
 from ezero_async.tracking.checkpoint import list_checkpoints, load_checkpoint
 
@@ -113,6 +120,19 @@ def root_values(model: torch.nn.Module, x: torch.Tensor, train: bool) -> np.ndar
     model = copy.deepcopy(model).train(train)
     with torch.no_grad():
         return model.initial_inference_scalar(x)[1].numpy().astype(np.float64)
+
+
+def readout_values(model: torch.nn.Module, x: torch.Tensor) -> tuple[dict[str, np.ndarray], float]:
+    """Eval mode: the root value head read by every `model.value_readout` ({readout:
+    float64[N]}) and the head's mean entropy in nats (0: one bin; spread over many bins is where
+    the readouts part)."""
+    model = copy.deepcopy(model).eval()
+    with torch.no_grad():
+        probs = torch.softmax(model.prediction_logits(model.represent(x))[0].double(), -1)
+    entropy = float(-(probs * probs.clamp_min(1e-12).log()).sum(-1).mean())
+    values = {r: Support(model.support.size, r).scalar_from_probs(probs).numpy().astype(np.float64)
+              for r in VALUE_READOUTS}
+    return values, entropy
 
 
 def action_spread(model: torch.nn.Module, x: torch.Tensor,
@@ -204,6 +224,10 @@ def main(argv: list[str] | None = None) -> int:
         print(f"{label:>28} {ev.mean():>8.2f} {tr.mean():>8.2f} {mc.mean():>8.2f} "
               f"{np.abs(ev - mc).mean():>9.2f} {np.abs(tr - mc).mean():>10.2f} {np.abs(ev - mc)[low].mean():>16.2f} "
               f"{np.abs(tr - mc)[low].mean():>17.2f} {spread.mean():>8.2f} {prior.mean():>9.3f} {one_action:>10.2f}")
+        readouts, entropy = readout_values(model, x)
+        print(f"{'':>28} readouts (eval, model: {model.support.readout}): " + ", ".join(
+            f"{r} {v.mean():.2f} (|v-MC| {np.abs(v - mc).mean():.2f})" for r, v in readouts.items())
+            + f"; head entropy {entropy:.2f} nats")
         for sims in args.simulations:
             sub = x[:256]
             print(f"{'':>28} top visit share, {sims} simulations: no noise "
