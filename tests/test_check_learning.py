@@ -134,6 +134,11 @@ def test_report_against_a_baseline_writes_both_groups(tmp_path, capsys):
     plain = _write_runs(tmp_path / "preset" / "runs", [(1, [0, 5, 6])], preset="cartpole", game="CartPole")
     assert check_learning.main(["--report", *same, "--baseline", *plain, "--out", str(tmp_path / "r3")]) == 0
     assert "Baseline, cartpole (preset):" in capsys.readouterr().out
+    # Named groups: the names given, in the tables.
+    assert check_learning.main(["--report", *same, "--baseline", *plain, "--label", "new recipe",
+                                "--baseline-label", "old recipe", "--out", str(tmp_path / "r4")]) == 0
+    printed = capsys.readouterr().out
+    assert printed.startswith("new recipe:") and "Baseline, old recipe:" in printed
     # The other way round the runs are worse and slower: exit 1.
     assert check_learning.main(["--report", *base, "--baseline", *runs, "--faster", "--out", str(tmp_path / "r2")]) == 1
 

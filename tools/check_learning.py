@@ -333,6 +333,9 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
                    help="judge these finished runs instead of training")
     p.add_argument("--baseline", type=Path, nargs="+", default=None, metavar="RUN_DIR",
                    help="finished runs of another recipe on the same game to compare with")
+    p.add_argument("--label", default=None, help="the runs' name in the tables and the PNG (default: the preset, "
+                   "and the runs' folder where both groups ran one preset)")
+    p.add_argument("--baseline-label", default=None, help="the baseline's name, as --label")
     p.add_argument("--faster", action="store_true", help="with --baseline: the runs' mean wall time must be lower")
     p.add_argument("--final-min", type=float, default=None, help="every seed's final evaluation >= this")
     p.add_argument("--held-min", type=float, default=None, help="every seed's held figure >= this")
@@ -427,11 +430,12 @@ def _main(args: argparse.Namespace) -> int:
     table = markdown(results, args.reach, args.digits)
     if args.baseline is not None:
         _same_game(args.game, base_game)
-        labels = (_group_label(args.preset, dirs, base_preset), _group_label(base_preset, args.baseline, args.preset))
+        labels = (args.label or _group_label(args.preset, dirs, base_preset),
+                  args.baseline_label or _group_label(base_preset, args.baseline, args.preset))
         checks += compare(results, baseline, args.faster, args.digits)
         table = (f"{labels[0]}:\n\n{table}\n\nBaseline, {labels[1]}:\n\n"
                  + markdown(baseline, args.reach, args.digits))
-    names = labels if args.baseline is not None else (str(args.preset), "")
+    names = labels if args.baseline is not None else (args.label or str(args.preset), "")
     warnings = [w for w in (replay_warning(results, names[0]), replay_warning(baseline, names[1])) if w is not None]
     print(table)
     for warning in warnings:
@@ -454,8 +458,8 @@ def _main(args: argparse.Namespace) -> int:
         plot(list(zip(labels, (results, baseline))), out / "curves.png",
              f"{args.game}: {labels[0]} against {labels[1]}, evaluation return")
     else:
-        plot([(str(args.preset), results)], out / "curves.png",
-             f"{args.game} ({args.preset}): evaluation return, {len(results)} seeds")
+        plot([(names[0], results)], out / "curves.png",
+             f"{args.game} ({names[0]}): evaluation return, {len(results)} seeds")
     print(f"report: {out / 'report.md'}, {out / 'report.json'}, {out / 'curves.png'}")
     print("PASS" if passed else "FAIL")
     return 0 if passed else 1
