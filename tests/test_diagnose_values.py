@@ -1,5 +1,6 @@
-"""tools/diagnose_values.py: the unroll inputs follow each episode's stored actions, and the
-depth table's modes read the heads as eval mode and the two training schemes do."""
+"""tools/diagnose_values.py: the unroll inputs follow each episode's stored actions, the depth
+table's modes read the heads as eval mode and the two training schemes do, and the readout line
+reads one head both ways."""
 import dataclasses
 
 import numpy as np
