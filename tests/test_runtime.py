@@ -176,6 +176,7 @@ def test_serial_runs_with_one_seed_are_bit_identical(tmp_path):
     first, second = summary_without_wall_clock(tmp_path / "a"), summary_without_wall_clock(tmp_path / "b")
     assert first == second
     assert len(first["evaluations"]) >= 3  # step 0, periodic, final
+    assert first["machine"]["cores"] >= 1 and first["machine"]["label"]  # beside the wall times
     other = smoke(**{"runtime.serial": True, "runtime.num_envs": 3, "runtime.seed": 1})
     train(other, tmp_path / "c", "cpu")
     assert summary_without_wall_clock(tmp_path / "c")["weights_sha256"] != first["weights_sha256"]

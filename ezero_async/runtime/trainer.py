@@ -47,6 +47,7 @@ from ezero_async.runtime.reanalyse import PriorityFeed, ReanalyseStats, reanalys
 from ezero_async.runtime.sweep import Sweeps
 from ezero_async.tracking.atomic import write_text_atomic
 from ezero_async.tracking.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
+from ezero_async.tracking.machine import describe_machine
 from ezero_async.faults import fault_point
 from ezero_async.tracking.run_dir import own_run_dir
 
@@ -354,7 +355,8 @@ async def _train(config: RunConfig, run_dir: Path, device: torch.device, resume:
             dispatcher.cancel()
             watcher.cancel()
         summary = _summary(config, game.label, final, evaluations, pacer, stats, train_wall,
-                           prior_wall + time.monotonic() - started, service, parts, learner.model, resumed_at)
+                           prior_wall + time.monotonic() - started, service, parts, learner.model, resumed_at,
+                           device)
         write_text_atomic(run_dir / "summary.json", json.dumps(summary, indent=2))
     except BaseException as exc:
         _restore_signals(loop, stop_signals)
@@ -506,9 +508,9 @@ def weights_digest(model: torch.nn.Module) -> str:
 
 def _summary(config: RunConfig, game: str, final: dict[str, Any], evaluations: list[dict[str, Any]], pacer: Pacer,
              stats: EpisodeStats, train_wall: float, wall: float, service: SearchService, parts: RunParts,
-             model: torch.nn.Module, resumed_at: tuple[int, int]) -> dict[str, Any]:
+             model: torch.nn.Module, resumed_at: tuple[int, int], device: torch.device) -> dict[str, Any]:
     """resumed_at: (transitions, updates) when this process started (0, 0 unless resumed);
-    throughput covers this process's share."""
+    throughput and `machine` cover this process's share."""
     sizes = np.asarray(service.group_sizes, np.float64)
     return {
         "game": game,
@@ -523,8 +525,10 @@ def _summary(config: RunConfig, game: str, final: dict[str, Any], evaluations: l
         "train_episodes": len(stats.returns),
         "train_return_last10": statistics.fmean(stats.returns[-10:]) if stats.returns else None,
         "weights_sha256": weights_digest(model),
-        # Wall-clock figures (the only fields that differ between two --serial runs of one seed):
+        # Wall-clock figures (the only fields that differ between two --serial runs of one seed on
+        # one machine) and the machine that set their pace:
         "wall_time_s": wall,
+        "machine": describe_machine(device),
         "throughput": {"env_steps_per_s": (pacer.collected - resumed_at[0]) / train_wall,
                        "training_steps_per_s": (pacer.trained - resumed_at[1]) / train_wall,
                        "search_groups": len(sizes), "roots_searched": service.roots_searched,
