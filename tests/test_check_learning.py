@@ -91,13 +91,16 @@ def test_a_run_without_summary_is_one_line_and_exit_2(tmp_path, capsys):
     assert len(err) == 1 and "no summary.json" in err[0]
 
 
-def _write_runs(root, curves, game="CartPole", preset="cartpole", wall=300.0, distinct=None):
+def _write_runs(root, curves, game="CartPole", preset="cartpole", wall=300.0, distinct=None, machines=None):
     dirs = []
     for seed, means in curves:
         d = root / f"seed-{seed}"
         d.mkdir(parents=True)
-        summary = _summary(seed, means, wall=wall, distinct=None if distinct is None else distinct[seed])
-        (d / "summary.json").write_text(json.dumps(dict(summary, game=game, preset=preset)))
+        summary = dict(_summary(seed, means, wall=wall, distinct=None if distinct is None else distinct[seed]),
+                       game=game, preset=preset)
+        if machines is not None and machines.get(seed) is not None:
+            summary["machine"] = {"label": machines[seed], "cores": 2}
+        (d / "summary.json").write_text(json.dumps(summary))
         dirs.append(str(d))
     return dirs
 
@@ -236,3 +239,24 @@ def test_final_evaluations_that_replay_few_games_are_flagged_in_the_report(tmp_p
     assert check_learning.main(["--report", *old, "--out", str(tmp_path / "r2")]) == 0
     printed = capsys.readouterr().out
     assert "(32)" in printed and "distinct" not in printed
+
+
+def test_the_report_names_the_machines_behind_the_wall_times(tmp_path, capsys):
+    """Each machine label with its seeds (a run from before the label: 'not recorded'); no line
+    when no run recorded one; a note when the runs and the baseline ran on different machines."""
+    runs = _write_runs(tmp_path / "a", [(1, [0, 480, 500]), (2, [0, 490, 500]), (3, [0, 470, 480])],
+                       machines={1: "AMD EPYC, AVX2, 2 cores", 2: "AMD EPYC, AVX2, 2 cores", 3: None})
+    assert check_learning.main(["--report", *runs, "--out", str(tmp_path / "r1")]) == 0
+    printed = capsys.readouterr().out
+    line = "Machines: AMD EPYC, AVX2, 2 cores (seeds 1, 2); not recorded (seed 3)."
+    assert line in printed.splitlines() and line in (tmp_path / "r1" / "report.md").read_text()
+    assert json.loads((tmp_path / "r1" / "report.json").read_text())["seeds"][0]["machine"] == "AMD EPYC, AVX2, 2 cores"
+    old = _write_runs(tmp_path / "b", [(1, [0, 480, 500])])
+    assert check_learning.main(["--report", *old, "--out", str(tmp_path / "r2")]) == 0
+    assert "Machines" not in capsys.readouterr().out
+    base = _write_runs(tmp_path / "c", [(1, [0, 480, 500]), (2, [0, 490, 500])],
+                       machines={1: "Xeon, AVX512 + bf16, 2 cores", 2: "Xeon, AVX512 + bf16, 2 cores"})
+    assert check_learning.main(["--report", *runs[:2], "--baseline", *base, "--out", str(tmp_path / "r3")]) == 0
+    note = [line for line in capsys.readouterr().out.splitlines() if line.startswith("note:")]
+    assert note == ["note: the runs ran on AMD EPYC, AVX2, 2 cores and the baseline on Xeon, AVX512 + bf16, "
+                    "2 cores: their wall times compare the machines as much as the recipes."]

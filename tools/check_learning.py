@@ -24,7 +24,9 @@ best and held. It writes report.json, a table in Markdown (report.md) and a PNG 
 evaluation curve with their mean. The final evaluation's count of distinct episodes (different
 action sequences) is in the table, and a note flags a seed whose final evaluation replayed at most
 three: a deterministic game with few starts and a noise-free evaluation policy (MinAtar without
-sticky actions) gives 32 episodes of two games, and its figures are those two games'.
+sticky actions) gives 32 episodes of two games, and its figures are those two games'. A line
+names the machines the runs finished on (summary.json's `machine`), since a recipe's wall time
+differs about 2x between two 2-core machines, and a note says when a baseline ran elsewhere.
 
 Pass/fail uses final and held figures, never the best: each check given is applied to every
 seed. With --baseline (finished runs of another recipe on the same game) the report also prints
@@ -90,6 +92,9 @@ class SeedResult:
     wall_time_s: float
     curve: tuple[tuple[int, float, float], ...]
     """(env steps, mean, std) of every evaluation, in order."""
+    machine: str | None = None
+    """The machine that finished the run (summary.json's machine label; None: a run from before
+    summaries recorded it). Wall times of one recipe differ about 2x between 2-core machines."""
 
 
 def seed_result(summary: dict[str, Any], run_dir: str, reach: float | None) -> SeedResult:
@@ -111,7 +116,8 @@ def seed_result(summary: dict[str, Any], run_dir: str, reach: float | None) -> S
         min_after_reach=None if reach_at is None else min(means[reach_at:]),
         fallback=means[peak] - min(means[peak:]), peak_std=float(rows[peak]["return_std"]),
         env_steps=int(summary["env_steps"]), wall_time_s=float(summary["wall_time_s"]),
-        curve=tuple((int(r["env_steps"]), float(r["return_mean"]), float(r["return_std"])) for r in rows))
+        curve=tuple((int(r["env_steps"]), float(r["return_mean"]), float(r["return_std"])) for r in rows),
+        machine=(summary.get("machine") or {}).get("label"))
 
 
 def mean_std(values: Sequence[float]) -> tuple[float, float]:
@@ -224,7 +230,22 @@ def markdown(results: Sequence[SeedResult], reach: float | None, digits: int) ->
         parts.append(f"{name} {m:.{digits}f} ± {s:.{digits}f}")
     lines.append("")
     lines.append(f"Across {len(results)} seeds: " + ", ".join(parts) + ".")
+    machines = machines_line(results)
+    if machines is not None:
+        lines += ["", machines]
     return "\n".join(lines)
+
+
+def machines_line(results: Sequence[SeedResult]) -> str | None:
+    """'Machines: <label> (seeds ...); ...', the machines behind the wall times, or None when no
+    run recorded its machine."""
+    if all(r.machine is None for r in results):
+        return None
+    groups: dict[str, list[int]] = {}
+    for r in results:
+        groups.setdefault(r.machine or "not recorded", []).append(r.seed)
+    return "Machines: " + "; ".join(f"{label} (seed{'s' if len(seeds) > 1 else ''} {', '.join(map(str, seeds))})"
+                                    for label, seeds in groups.items()) + "."
 
 
 def replay_warning(results: Sequence[SeedResult], label: str) -> str | None:
@@ -237,6 +258,16 @@ def replay_warning(results: Sequence[SeedResult], label: str) -> str | None:
     return (f"note: {label}'s final evaluations replayed few distinct episodes: {which}. The game and the "
             "evaluation policy are deterministic, so the episodes measure those games only; evaluate with "
             "sticky actions (env.sticky_action_prob, or python -m ezero_async.evaluate --sticky-actions).")
+
+
+def machine_warning(results: Sequence[SeedResult], baseline: Sequence[SeedResult]) -> str | None:
+    """A line when the runs and their baseline recorded different machines: their wall times
+    (and --faster) then compare the machines as much as the recipes."""
+    mine, theirs = ({r.machine for r in group if r.machine is not None} for group in (results, baseline))
+    if not mine or not theirs or mine == theirs:
+        return None
+    return (f"note: the runs ran on {', '.join(sorted(mine))} and the baseline on {', '.join(sorted(theirs))}: "
+            "their wall times compare the machines as much as the recipes.")
 
 
 def _mean_curve(results: Sequence[SeedResult]) -> tuple[list[int], list[float]]:
@@ -436,7 +467,8 @@ def _main(args: argparse.Namespace) -> int:
         table = (f"{labels[0]}:\n\n{table}\n\nBaseline, {labels[1]}:\n\n"
                  + markdown(baseline, args.reach, args.digits))
     names = labels if args.baseline is not None else (args.label or str(args.preset), "")
-    warnings = [w for w in (replay_warning(results, names[0]), replay_warning(baseline, names[1])) if w is not None]
+    warnings = [w for w in (replay_warning(results, names[0]), replay_warning(baseline, names[1]),
+                            machine_warning(results, baseline)) if w is not None]
     print(table)
     for warning in warnings:
         print(warning)
