@@ -37,7 +37,9 @@ class Headline(NamedTuple):
 def machine_facts() -> dict[str, object]:
     import torch  # here, not at the top, so a bad --only is rejected without the ~2 s torch import
 
-    usable = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
+    from ezero_async.tracking.machine import usable_cores
+
+    usable = usable_cores()
     device = torch.cuda.get_device_name(0) if torch.cuda.is_available() else "cpu"
     return {"cpu_cores": os.cpu_count(), "cpu_cores_usable": usable, "torch": torch.__version__, "device": device}
 

@@ -23,12 +23,17 @@ def cpu_model(cpuinfo: Path = Path("/proc/cpuinfo")) -> str:
     return platform.processor() or platform.machine() or "unknown CPU"
 
 
+def usable_cores() -> int:
+    """The cores this process may run on (its CPU affinity where the OS has one, else all)."""
+    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+
+
 def describe_machine(device: torch.device) -> dict[str, Any]:
     """JSON-ready facts that set a run's pace: CPU model, torch's best CPU instruction set
     (AVX2, AVX512, ...), whether it has bf16 instructions, usable cores, and the accelerator's
     name on CUDA; `label` puts them on one line."""
     capability = torch.backends.cpu.get_cpu_capability()
-    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+    cores = usable_cores()
     accelerator = torch.cuda.get_device_name(device) if device.type == "cuda" else None
     facts: dict[str, Any] = {"cpu": cpu_model(), "cpu_capability": capability, "cpu_bf16": cpu_has_bf16(),
                              "cores": cores, "accelerator": accelerator}
