@@ -14,7 +14,7 @@ import numpy as np
 import torch
 
 from ezero_async.config.sections import LearnerConfig
-from ezero_async.learner.loss import COMPONENTS, POLICY_STATS, VALUE_STATS, unrolled_loss
+from ezero_async.learner.loss import COMPONENTS, POLICY_STATS, VALUE_STATS, LossOutput, unrolled_loss
 from ezero_async.learner.model import EfficientZeroNet
 from ezero_async.learner.schedule import learning_rate
 from ezero_async.learner.transfer import DeviceBatch
@@ -155,8 +155,14 @@ class Learner:
         self.generator.manual_seed(seed)
         self.abort = threading.Event()
         """Set by a stop: the update in progress raises UpdateAborted at its next abort point and
-        leaves the learner as before it (CPU only: on a GPU an update takes milliseconds)."""
-        self._abort_points = _AbortPoints(self.model, self.abort) if self.device.type == "cpu" else None
+        leaves the learner as before it (CPU only: on a GPU an update takes milliseconds; not
+        with a compiled loss, whose graph cannot run the points' hooks)."""
+        self._abort_points = (_AbortPoints(self.model, self.abort)
+                              if self.device.type == "cpu" and cfg.compile != "on" else None)
+        self._loss = unrolled_loss
+        if cfg.compile == "on":  # 'auto' is the run's to resolve (runtime.trainer.learner_in_process)
+            self.model.support.bins(self.device)  # the cache the compiled graph guards on, filled first
+            self._loss = torch.compile(unrolled_loss, dynamic=False)
 
     def launch(self, batch: DeviceBatch) -> PendingUpdate:
         """Enqueue forward, backward and the optimiser step for `batch` (must be for the current
@@ -172,13 +178,7 @@ class Learner:
         # (parameters and optimizer state change in the step): what a dropped update restores.
         before = self._before_update() if self._abort_points is not None else None
         try:
-            autocast = (torch.autocast(self.device.type, dtype=self.amp_dtype) if self.amp_dtype is not None
-                        else contextlib.nullcontext())
-            with autocast:
-                out = unrolled_loss(self.model, batch, self.cfg, self.frame_stack, self.augment, self.generator)
-            # Every term's gradient is scaled by 1/K.
-            scaled = out.loss / self.cfg.unroll_steps
-            (self.scaler.scale(scaled) if self.scaler is not None else scaled).backward()
+            out = self._forward_backward(batch)
         except UpdateAborted:
             self._drop_update(before)
             raise
@@ -197,12 +197,31 @@ class Learner:
         self.step += 1
         return pending
 
+    def warm_up(self, batch: DeviceBatch) -> None:
+        """Run the loss forward and backward on `batch` (any step; synthetic is fine) and undo
+        what that changed: with learner.compile this is where the compiling happens, before the
+        first update and outside it (a caller can give up on it without losing a step)."""
+        before = self._before_update()
+        self.optimizer.zero_grad(set_to_none=True)
+        self._forward_backward(batch)
+        self._drop_update(before)
+
+    def _forward_backward(self, batch: DeviceBatch) -> LossOutput:
+        autocast = (torch.autocast(self.device.type, dtype=self.amp_dtype) if self.amp_dtype is not None
+                    else contextlib.nullcontext())
+        with autocast:
+            out = self._loss(self.model, batch, self.cfg, self.frame_stack, self.augment, self.generator)
+        # Every term's gradient is scaled by 1/K.
+        scaled = out.loss / self.cfg.unroll_steps
+        (self.scaler.scale(scaled) if self.scaler is not None else scaled).backward()
+        return out
+
     def _before_update(self) -> tuple[dict[str, torch.Tensor], torch.Tensor]:
         buffers = {name: buf.detach().clone() for name, buf in self.model.named_buffers()}
         return buffers, self.generator.get_state()
 
     def _drop_update(self, before: tuple[dict[str, torch.Tensor], torch.Tensor] | None) -> None:
-        """Undo what a dropped update's forward and backward changed."""
+        """Undo what a dropped update's (or the warm-up's) forward and backward changed."""
         if before is None:
             return
         buffers, generator = before

@@ -36,13 +36,16 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
+import numpy as np
 import torch
 
 from ezero_async.config.sections import LearnerConfig, ModelConfig
 from ezero_async.learner.learner import Learner, LossStats, UpdateResult
 from ezero_async.learner.model import build_model
+from ezero_async.learner.synthetic import random_batch
 from ezero_async.learner.thread import (LearnerThread, PrioritiesCallback, StoredError, checkpoint_snapshot,
                                         host_copy)
+from ezero_async.learner.transfer import stage_naive
 from ezero_async.learner.weights import StateDict, WeightStore
 
 POLL_S = 0.05
@@ -261,6 +264,13 @@ def _child_main(recipe: LearnerRecipe, state: bytes, batches: Any, results: Any,
                                online=online, target=target, on_step=on_step,  # type: ignore[arg-type]
                                num_threads=num_threads)
         timing = thread.timing  # the same dict: each report carries a copy of its sums so far
+        if recipe.learner.compile == "on":
+            timing["compile"], compiled = _compile(learner, recipe, stop, parent, num_threads)
+            if not compiled:  # stopped while compiling: the state it started from is the last
+                results.put(("final", state, dict(timing)))
+                results.close()
+                results.join_thread()  # the report is in the pipe before the process ends
+                os._exit(0)  # the compiling thread cannot be interrupted (its work is lost, not the run's)
         thread.start()
         while thread.is_alive():
             time.sleep(POLL_S)
@@ -274,6 +284,37 @@ def _child_main(recipe: LearnerRecipe, state: bytes, batches: Any, results: Any,
             results.put(("final", _pack(learner.state_dict()), dict(timing)))
     except Exception as exc:  # noqa: BLE001 - reported to the run, which re-raises it
         _report_error(results, exc)
+
+
+def _compile(learner: Learner, recipe: LearnerRecipe, stop: Any, parent: int,
+             num_threads: int) -> tuple[float, bool]:
+    """Compile the learner's loss (Learner.warm_up on a synthetic batch of the run's shapes) on a
+    helper thread while watching for a stop: cold, compiling takes minutes, and a stop must not
+    wait for it. Returns the seconds spent and whether it finished (False: the run stopped or
+    died first)."""
+    rng = np.random.default_rng(0)
+    batch = stage_naive(random_batch(rng, recipe.learner.batch_size, recipe.obs_shape, recipe.frame_stack,
+                                     recipe.learner.unroll_steps, recipe.num_actions, step=learner.step),
+                        learner.device)
+    failure: list[BaseException] = []
+
+    def work() -> None:
+        try:
+            torch.set_num_threads(num_threads)  # per thread on a CPU, as the learner thread sets it
+            learner.warm_up(batch)
+        except Exception as exc:  # noqa: BLE001 - re-raised below, on the child's main thread
+            failure.append(exc)
+
+    started = time.perf_counter()
+    worker = threading.Thread(target=work, name="learner-compile", daemon=True)
+    worker.start()
+    while worker.is_alive():
+        worker.join(POLL_S)
+        if worker.is_alive() and (stop.is_set() or os.getppid() != parent):
+            return time.perf_counter() - started, False
+    if failure:
+        raise failure[0]
+    return time.perf_counter() - started, True
 
 
 def _report_error(results: Any, exc: BaseException) -> None:

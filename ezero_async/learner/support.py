@@ -71,17 +71,23 @@ class Support:
         out.scatter_add_(1, upper_index[:, None], upper_weight[:, None])
         return out.float()
 
+    def bins(self, device: torch.device) -> torch.Tensor:
+        """float64[2S+1] on `device`: the bins a distribution's expectation runs over, built once
+        per device. A compiled loss guards on this cache, so the learner builds its entry before
+        compiling (otherwise the first call's insertion forces a second compile)."""
+        bins = self._bins.get(device)
+        if bins is None:  # a race only builds the same tensor twice
+            bins = torch.arange(-self.size, self.size + 1, dtype=torch.float64, device=device)
+            if self.readout == "value_mean":
+                bins = h_inv(bins)
+            self._bins[device] = bins
+        return bins
+
     def scalar_from_probs(self, probs: torch.Tensor) -> torch.Tensor:
         """probs: float[N, 2S+1] distributions -> float32[N]: h_inv(sum probs * bins)
         ('transformed_mean') or sum probs * h_inv(bins) ('value_mean')."""
         self._check_bins(probs)
-        bins = self._bins.get(probs.device)
-        if bins is None:  # a race only builds the same tensor twice
-            bins = torch.arange(-self.size, self.size + 1, dtype=torch.float64, device=probs.device)
-            if self.readout == "value_mean":
-                bins = h_inv(bins)
-            self._bins[probs.device] = bins
-        mean = probs.double() @ bins
+        mean = probs.double() @ self.bins(probs.device)
         return (h_inv(mean) if self.readout == "transformed_mean" else mean).float()
 
     def scalar_from_logits(self, logits: torch.Tensor) -> torch.Tensor:

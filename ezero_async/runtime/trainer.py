@@ -8,6 +8,7 @@ resource (env workers, shared memory, threads) is released on every exit path.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import hashlib
 import json
 import math
@@ -128,7 +129,7 @@ async def _train(config: RunConfig, run_dir: Path, device: torch.device, resume:
     checkpoint = _resume_point(run_dir) if resume else None
     run_dir.mkdir(parents=True, exist_ok=True)
     write_text_atomic(run_dir / "config.json", json.dumps(config_to_dict(config), indent=2))
-    rt, lc, seed = config.runtime, config.learner, config.runtime.seed
+    rt, lc, seed = config.runtime, resolve_compile(config.learner, learner_process), config.runtime.seed
     torch.manual_seed(seed)
     if checkpoint is not None:
         torch.set_rng_state(checkpoint["torch_rng"])
@@ -388,11 +389,24 @@ async def _train(config: RunConfig, run_dir: Path, device: torch.device, resume:
 
 
 def learner_in_process(lc: LearnerConfig, device: torch.device) -> bool:
-    """Whether the learner runs in a child process (learner.isolation), for a learner on `device`."""
+    """Whether the learner runs in a child process (learner.isolation), for a learner on `device`;
+    raises ConfigError for a combination that cannot run (learner.compile 'on' needs the process)."""
     if lc.isolation == "process" and device.type != "cpu":
         raise ConfigError(f"learner.isolation: 'process' runs the learner on the CPU, not on {device.type}; "
                           "use 'thread' or 'auto'")
-    return lc.isolation == "process" or (lc.isolation == "auto" and device.type == "cpu")
+    in_process = lc.isolation == "process" or (lc.isolation == "auto" and device.type == "cpu")
+    if lc.compile == "on" and not in_process:  # a thread could not give up on a cold compile when the run stops
+        raise ConfigError(f"learner.compile: 'on' compiles in the learner's own process, and here it runs as a "
+                          f"thread (isolation {lc.isolation!r} on {device.type}); use learner.isolation=process on "
+                          "a CPU, or learner.compile=auto")
+    return in_process
+
+
+def resolve_compile(lc: LearnerConfig, in_process: bool) -> LearnerConfig:
+    """`lc` with learner.compile 'auto' made 'on' (the learner in its own process) or 'off'."""
+    if lc.compile != "auto":
+        return lc
+    return dataclasses.replace(lc, compile="on" if in_process else "off")
 
 
 def _catch_signals(loop: asyncio.AbstractEventLoop, signalled: asyncio.Future, say: Callable[[str], None]) -> list[int]:
