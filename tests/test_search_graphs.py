@@ -1,7 +1,8 @@
 """CUDA graphs of the search's network calls (inference/graphs.py): on a CPU the graphed path's
 static buffers run eagerly, and must give the eager path's searches (padding, pools, weight
-swaps); `batcher.cuda_graphs` falls back to the eager path on a CPU; on a GPU the captured
-graphs match the eager path and a new weight version does not recapture."""
+swaps); `batcher.cuda_graphs` falls back to the eager path on a CPU, where `batcher.compile`
+runs them compiled; on a GPU the captured graphs match the eager path and a new weight version
+does not recapture."""
 import asyncio
 
 import numpy as np
@@ -9,7 +10,8 @@ import pytest
 import torch
 
 from ezero_async.config import build_config
-from ezero_async.inference.graphs import SlotGraphs, graph_sizes
+from ezero_async.errors import ConfigError
+from ezero_async.inference.graphs import SlotGraphs, compiles, graph_sizes
 from ezero_async.inference.runner import ModelRunner
 from ezero_async.inference.search_service import SearchService
 from ezero_async.learner.model import build_model
@@ -96,6 +98,36 @@ def test_cuda_graphs_fall_back_to_the_eager_path_on_cpu():
         np.testing.assert_array_equal(g.visit_counts, w.visit_counts)
         np.testing.assert_array_equal(g.root_values, w.root_values)
     assert all(slot.graphs is None for slot in service._free)
+
+
+def test_compiled_calls_give_the_eager_search_on_cpu():
+    """batcher.compile: the static-shape calls through torch.compile (one graph per padded size,
+    shared by the slots); fused kernels round differently, so visits agree up to near ties."""
+    torch.set_num_threads(1)
+    plan = [(0, 5), (1, 16), (0, 3), (1, 9)]
+    eager, _, a = make_service("CartPole", (4,), "pucb", torch.device("cpu"), graphs=False)
+    compiled, _, _ = make_service("CartPole", (4,), "pucb", torch.device("cpu"), graphs=None,
+                                  **{"batcher.compile": "auto"})
+    assert compiled.graphs and compiled.compiled
+    for w, g in zip(searches(eager, (4,), a, plan), searches(compiled, (4,), a, plan)):
+        np.testing.assert_allclose(g.root_values, w.root_values, atol=1e-4, rtol=1e-4)
+        assert np.abs(g.visit_counts - w.visit_counts).sum() <= 2
+    (used,) = [slot.graphs for slot in compiled._free if slot.graphs is not None]
+    assert used.compile and used.captures == 4
+
+
+@pytest.mark.parametrize("setting, device, expected", [("off", "cpu", False), ("auto", "cpu", True),
+                                                       ("auto", "cuda", False), ("on", "cpu", True)])
+def test_batcher_compile_resolves_per_device(setting, device, expected):
+    cfg = build_config("smoke", "CartPole", {"batcher.compile": setting})
+    assert compiles(cfg.batcher, torch.device(device)) is expected
+
+
+def test_batcher_compile_on_a_gpu_or_with_bf16_is_refused():
+    with pytest.raises(ConfigError, match="batcher.compile: 'on' compiles the CPU's inference"):
+        compiles(build_config("smoke", "CartPole", {"batcher.compile": "on"}).batcher, torch.device("cuda"))
+    with pytest.raises(ConfigError, match="does not combine with batcher.compile"):
+        build_config("smoke", "CartPole", {"batcher.compile": "auto", "batcher.amp": "bf16"})
 
 
 def test_a_group_larger_than_max_batch_is_refused():

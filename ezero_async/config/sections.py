@@ -369,6 +369,12 @@ class BatcherConfig:
     padded group sizes (powers of two from 8, and max_batch) instead of launching every kernel
     from Python; new weight versions are copied in, never recaptured. Ignored on CPU. Off until a
     GPU measurement (tools/bench_fastpath.py in the device check) shows the gain."""
+    compile: str = "off"
+    """On a CPU, each group's initial inference and recurrent steps run the CUDA-graph path's
+    static-shape calls (same padded sizes and pools) through torch.compile: 'off', 'on' (CPU
+    only), or 'auto' (on a CPU, off on a GPU, where cuda_graphs is the fast path). A CartPole
+    search of 25 simulations runs 1.5-2x faster (docs/tuning.md#compiled-inference); each padded
+    size compiles when a group first needs it (seconds each once torch's cache holds them)."""
 
     def check(self) -> None:
         _require(1 <= self.max_batch <= 65_536, "batcher.max_batch", "must be in [1, 65536]")
@@ -377,6 +383,9 @@ class BatcherConfig:
         _require(not (self.cuda_graphs and self.amp != "off"), "batcher.amp",
                  "bf16 inference does not combine with batcher.cuda_graphs (graphs are captured in fp32): "
                  "turn one of them off")
+        _require(self.compile in ("off", "on", "auto"), "batcher.compile", f"must be off, on or auto, got {self.compile!r}")
+        _require(not (self.compile != "off" and self.amp != "off"), "batcher.amp",
+                 "bf16 inference does not combine with batcher.compile (compiled in fp32): turn one of them off")
         _require(0.0 <= self.max_wait_ms <= 10_000.0, "batcher.max_wait_ms", "must be in [0, 10000]")
         _require(self.initial_chunk >= 1, "batcher.initial_chunk", "must be >= 1")
         _require(1 <= self.searches_in_flight <= 64, "batcher.searches_in_flight", "must be in [1, 64]")

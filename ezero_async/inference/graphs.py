@@ -16,8 +16,10 @@ Per simulation one int64 buffer goes to the device (parents, actions, reset flag
 node's index) and one flat float32 block comes back (value prefixes, values, then logits, each
 contiguous as the tree reads them): one copy each way instead of six.
 
-With `capture=False` the same static buffers and functions run eagerly: the CPU fallback of
-the tests, which checks the padding, the pools and the weight swaps without a GPU.
+With `capture=False` the same static buffers and functions run eagerly (the CPU fallback of
+the tests, which checks the padding, the pools and the weight swaps without a GPU), or with
+`compile=True` through torch.compile (batcher.compile): on a CPU the fixed sizes that make a
+graph capturable make one compiled graph per size, fusing a step's many small ops.
 """
 from __future__ import annotations
 
@@ -28,11 +30,23 @@ import numpy as np
 import torch
 from torch import nn
 
+from ezero_async.config.sections import BatcherConfig
+from ezero_async.errors import ConfigError
+
 SMALLEST_SIZE = 8
 
 _CAPTURE_LOCK = threading.Lock()
-"""One capture at a time in the process: entering a capture synchronises the device and empties
-torch's cache, which must not happen while another thread's capture is open."""
+"""One capture (or compile) at a time in the process: entering a capture synchronises the device
+and empties torch's cache, which must not happen while another thread's capture is open."""
+
+
+def compiles(batcher: BatcherConfig, device: torch.device) -> bool:
+    """Whether the search slots run compiled calls (batcher.compile resolved for `device`);
+    raises ConfigError for 'on' off a CPU."""
+    if batcher.compile == "on" and device.type != "cpu":
+        raise ConfigError(f"batcher.compile: 'on' compiles the CPU's inference, and this run is on {device.type}; "
+                          "use batcher.cuda_graphs there, or batcher.compile=auto")
+    return batcher.compile != "off" and device.type == "cpu"
 
 
 def graph_sizes(max_batch: int) -> list[int]:
@@ -47,15 +61,24 @@ def graph_sizes(max_batch: int) -> list[int]:
 
 class StaticCall:
     """fn(*inputs) on fixed input tensors: captured once as a CUDA graph and replayed, or (with
-    capture=False) called eagerly on the same tensors. Callers write into `inputs` in place and
+    capture=False) called eagerly or compiled (compile=True) on the same tensors. Callers write into `inputs` in place and
     read the returned tensor before the next call (it is overwritten)."""
 
     def __init__(self, fn: Callable[..., torch.Tensor], inputs: tuple[torch.Tensor, ...], *, capture: bool,
-                 pool: tuple | None = None, warmup: int = 2) -> None:
+                 pool: tuple | None = None, warmup: int = 2, compile: bool = False) -> None:
+        if compile and capture:
+            raise ValueError("a StaticCall is captured (CUDA) or compiled (CPU), not both")
         self.fn = fn
-        self.inputs = inputs
         self.graph: torch.cuda.CUDAGraph | None = None
         self.output: torch.Tensor | None = None
+        if compile:
+            # dynamic=False: one graph per padded size, shared by the slots (same code; the guards
+            # are on shapes, not on which slot's buffers). Compiled here, one at a time in the
+            # process: two slots compiling one size at once would each add a cache entry.
+            self.fn = torch.compile(fn, dynamic=False)
+            with _CAPTURE_LOCK:
+                self.output = self.fn(*inputs)
+        self.inputs = inputs
         if not capture:
             return
         device = inputs[0].device
@@ -90,16 +113,19 @@ class SlotGraphs:
 
     make_model: builds the network on the device (the runner's factory); max_batch: the largest
     group; num_simulations: S (the pools hold S + 1 nodes per root, node s + 1 created in
-    simulation s); capture: CUDA graphs (True) or the eager fallback (False).
+    simulation s); capture: CUDA graphs (True) or the eager fallback (False); compile: compiled
+    calls instead of the eager fallback (a CPU's fast path).
     """
 
     def __init__(self, make_model: Callable[[], nn.Module], device: torch.device, *, max_batch: int,
-                 num_simulations: int, capture: bool) -> None:
+                 num_simulations: int, capture: bool, compile: bool = False) -> None:
         self.device = device
         self.capture = capture
+        self.compile = compile
         self.model = make_model().eval()
         for p in self.model.parameters():
             p.requires_grad_(False)
+        self.model.support.bins(device)  # a compiled call guards on this cache: filled before it compiles
         self._weights = list(self.model.state_dict().values())  # views of parameters and buffers
         self.loaded: tuple[str, int] | None = None
         self.sizes = graph_sizes(max_batch)
@@ -183,7 +209,7 @@ class SlotGraphs:
 
     def _build(self, fn: Callable[..., torch.Tensor], inputs: tuple[torch.Tensor, ...]) -> StaticCall:
         self.captures += 1
-        return StaticCall(fn, inputs, capture=self.capture, pool=self._pool)
+        return StaticCall(fn, inputs, capture=self.capture, pool=self._pool, compile=self.compile)
 
     def _initial_fn(self, obs: torch.Tensor) -> torch.Tensor:
         size = len(obs)

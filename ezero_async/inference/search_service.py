@@ -28,7 +28,7 @@ import torch
 
 from ezero_async._ext.frames import gather_planes
 from ezero_async.config.sections import BatcherConfig, SearchConfig
-from ezero_async.inference.graphs import SlotGraphs
+from ezero_async.inference.graphs import SlotGraphs, compiles
 from ezero_async.inference.runner import ModelRunner
 from ezero_async.learner.model import stack_frames
 from ezero_async.search import CTree, GumbelCTree
@@ -83,9 +83,10 @@ class _Slot:
 
 
 class SearchService:
-    """graphs: run the slots' network calls as CUDA graphs; None = batcher.cuda_graphs on a CUDA
-    device (CPU runs them eagerly). True on a CPU runs the graphed path's static buffers eagerly
-    (what the tests check it with)."""
+    """graphs: run the slots' network calls as CUDA graphs on a CUDA device, compiled or eager
+    static-shape calls on a CPU; None = batcher.cuda_graphs on a CUDA device, batcher.compile
+    (resolved by graphs.compiles) on a CPU. True on a CPU without batcher.compile runs the graphed
+    path's static buffers eagerly (what the tests check it with)."""
 
     def __init__(self, runner: ModelRunner, search: SearchConfig, batcher: BatcherConfig, num_actions: int,
                  *, serial: bool = False, graphs: bool | None = None) -> None:
@@ -94,7 +95,10 @@ class SearchService:
         self.batcher = batcher
         self.num_actions = num_actions
         self.device = runner.device
-        self.graphs = batcher.cuda_graphs and self.device.type == "cuda" if graphs is None else graphs
+        self.compiled = compiles(batcher, self.device)
+        if graphs is None:
+            graphs = (batcher.cuda_graphs and self.device.type == "cuda") or self.compiled
+        self.graphs = graphs
         self._pending: dict[tuple[str, int, bool], list[_Root]] = {}
         self._free = [_Slot(batcher.max_batch, num_actions, search) for _ in range(batcher.searches_in_flight)]
         self._wake = asyncio.Event()
@@ -232,7 +236,7 @@ class SearchService:
                 if slot.graphs is None:
                     slot.graphs = SlotGraphs(self.runner.make_model, self.device, max_batch=self.batcher.max_batch,
                                              num_simulations=self.config.num_simulations,
-                                             capture=self.device.type == "cuda")
+                                             capture=self.device.type == "cuda", compile=self.compiled)
                 slot.graphs.load(model, (kind, version))
                 value, root_logits = slot.graphs.initial(self._input(stacks))
             else:

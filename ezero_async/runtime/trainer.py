@@ -30,6 +30,7 @@ from ezero_async.envs.pool import EnvPool, GameFactory
 from ezero_async.envs.registry import resolve_game
 from ezero_async.envs.scores import episode_cap_frames
 from ezero_async.errors import ConfigError, UserError
+from ezero_async.inference.graphs import compiles
 from ezero_async.inference.runner import ModelRunner
 from ezero_async.inference.search_service import SearchService
 from ezero_async.learner.learner import Learner
@@ -126,6 +127,7 @@ async def _train(config: RunConfig, run_dir: Path, device: torch.device, resume:
     started = time.monotonic()
     game = resolve_game(config.env.game, config.env.family)
     learner_process = learner_in_process(config.learner, device)  # a bad combination fails before anything starts
+    compiles(config.batcher, device)
     checkpoint = _resume_point(run_dir) if resume else None
     run_dir.mkdir(parents=True, exist_ok=True)
     write_text_atomic(run_dir / "config.json", json.dumps(config_to_dict(config), indent=2))
