@@ -63,10 +63,12 @@ def test_learner_bound_on_cpu_and_on_gpu():
     assert "learner is the bottleneck" in text and "95%" in text and "60%" in text
     assert "learner.isolation = 'auto', now 'thread'" in text  # on a CPU the thread waits for the GIL
     isolated = findings(make_report(stages=stages, setup={"isolation": "auto"}))
-    assert "faster device" in isolated and "learner.isolation" not in isolated
-    bf16_cpu = findings(make_report(stages=stages, setup={"isolation": "auto", "cpu_bf16": True}))
+    assert "--set learner.compile=auto" in isolated and "learner.isolation" not in isolated
+    compiled = {"isolation": "auto", "learner_compile": "auto"}
+    assert "faster device" in findings(make_report(stages=stages, setup=compiled))
+    bf16_cpu = findings(make_report(stages=stages, setup={**compiled, "cpu_bf16": True}))
     assert "--set learner.amp=bf16 --set batcher.amp=bf16" in bf16_cpu and "now learner.amp = 'auto'" in bf16_cpu
-    in_bf16 = findings(make_report(stages=stages, setup={"isolation": "auto", "cpu_bf16": True, "amp": "bf16"}))
+    in_bf16 = findings(make_report(stages=stages, setup={**compiled, "cpu_bf16": True, "amp": "bf16"}))
     assert "faster device" in in_bf16 and "--set learner.amp" not in in_bf16
     gpu = findings(make_report(device="cuda", gpu_util=90.0, stages=stages, setup={"amp": "off"}))
     assert "learner.amp" in gpu
@@ -115,7 +117,9 @@ def test_inference_saturated_with_an_idle_gpu_asks_for_bigger_calls():
     text = findings(make_report(device="cuda", gpu_util=25.0, stages={"inference_net": 0.75, "tree": 0.15}))
     assert "inference threads are 90% busy" in text and "raise batcher.max_batch (now 64)" in text
     cpu = findings(make_report(stages={"inference_net": 0.75, "tree": 0.15}))
-    assert "batcher.searches_in_flight (now 2)" in cpu
+    assert "batcher.searches_in_flight (now 2)" in cpu and "--set batcher.compile=auto" in cpu
+    compiled = findings(make_report(stages={"inference_net": 0.75, "tree": 0.15}, setup={"inference_compile": "auto"}))
+    assert "batcher.compile" not in compiled and "batcher.compile" not in text  # already on; a GPU has CUDA graphs
 
 
 def test_saturated_env_workers_and_costly_tracking():

@@ -51,6 +51,10 @@ class Setup:
     cpu_bf16: bool = False
     """The profiled machine's CPU has bf16 instructions (AVX512-BF16 or AMX), where learner.amp
     and batcher.amp 'bf16' run faster than fp32."""
+    learner_compile: str = "off"
+    """learner.compile ('off', 'on' or 'auto')."""
+    inference_compile: str = "off"
+    """batcher.compile ('off', 'on' or 'auto')."""
 
     @classmethod
     def of(cls, config: RunConfig, device: str, cores: int, planned: RunConfig | None = None) -> Setup:
@@ -70,7 +74,8 @@ class Setup:
                    search_mode=config.search.mode, log_interval_s=config.tracking.log_interval_s, amp=config.learner.amp,
                    total_updates=Pacer(plan, (planned or config).learner).total_steps,
                    final_eval_episodes=plan.final_eval_episodes, isolation=config.learner.isolation,
-                   fast_path=fast_path(config, device), inference_amp=b.amp, cpu_bf16=cpu_has_bf16())
+                   fast_path=fast_path(config, device), inference_amp=b.amp, cpu_bf16=cpu_has_bf16(),
+                   learner_compile=config.learner.compile, inference_compile=b.compile)
 
 
 def fast_path(config: RunConfig, device: str) -> str:
