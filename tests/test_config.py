@@ -46,7 +46,8 @@ def test_atari100k_v2_has_the_gumbel_spec_values():
 
 @pytest.mark.parametrize("v1, v2, sims, changed", [
     ("cartpole", "cartpole-v2", 8, {"search.gumbel_scale": 2.0, "learner.prediction_heads": "joint",
-                                    "model.value_readout": "transformed_mean", "learner.target_update_interval": 200}),
+                                    "model.value_readout": "transformed_mean", "learner.target_update_interval": 200,
+                                    "learner.compile": "off", "batcher.compile": "off"}),
     ("minatar", "minatar-v2", 16, {"search.gumbel_scale": 2.0, "learner.prediction_heads": "joint"}),
 ])
 def test_small_v2_presets_are_their_v1_preset_with_gumbel_search(v1, v2, sims, changed):
