@@ -383,7 +383,8 @@ class BatcherConfig:
         _require(not (self.cuda_graphs and self.amp != "off"), "batcher.amp",
                  "bf16 inference does not combine with batcher.cuda_graphs (graphs are captured in fp32): "
                  "turn one of them off")
-        _require(self.compile in ("off", "on", "auto"), "batcher.compile", f"must be off, on or auto, got {self.compile!r}")
+        _require(self.compile in ("off", "on", "auto"), "batcher.compile",
+                 f"must be off, on or auto, got {self.compile!r}")
         _require(not (self.compile != "off" and self.amp != "off"), "batcher.amp",
                  "bf16 inference does not combine with batcher.compile (compiled in fp32): turn one of them off")
         _require(0.0 <= self.max_wait_ms <= 10_000.0, "batcher.max_wait_ms", "must be in [0, 10000]")

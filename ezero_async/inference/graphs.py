@@ -61,8 +61,8 @@ def graph_sizes(max_batch: int) -> list[int]:
 
 class StaticCall:
     """fn(*inputs) on fixed input tensors: captured once as a CUDA graph and replayed, or (with
-    capture=False) called eagerly or compiled (compile=True) on the same tensors. Callers write into `inputs` in place and
-    read the returned tensor before the next call (it is overwritten)."""
+    capture=False) called eagerly or compiled (compile=True) on the same tensors. Callers write
+    into `inputs` in place and read the returned tensor before the next call (it is overwritten)."""
 
     def __init__(self, fn: Callable[..., torch.Tensor], inputs: tuple[torch.Tensor, ...], *, capture: bool,
                  pool: tuple | None = None, warmup: int = 2, compile: bool = False) -> None:

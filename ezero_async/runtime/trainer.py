@@ -127,7 +127,7 @@ async def _train(config: RunConfig, run_dir: Path, device: torch.device, resume:
     started = time.monotonic()
     game = resolve_game(config.env.game, config.env.family)
     learner_process = learner_in_process(config.learner, device)  # a bad combination fails before anything starts
-    compiles(config.batcher, device)
+    compiles(config.batcher, device)  # raises here, not in the first search, for batcher.compile 'on' off a CPU
     checkpoint = _resume_point(run_dir) if resume else None
     run_dir.mkdir(parents=True, exist_ok=True)
     write_text_atomic(run_dir / "config.json", json.dumps(config_to_dict(config), indent=2))
