@@ -2,12 +2,14 @@
 
   python tools/inspect_cartpole.py RUN_DIR/checkpoints/step-000005000.pt --episodes 3
 
-Per episode (seeds 0..N-1, argmax of a noise-free search with the run's search config, or with
---act q the argmax of the model's one-step Q): its length and why it ended (cart off the track,
+Per episode (seeds 0..N-1, the action of a noise-free search with the run's search config, as
+evaluation plays it: pUCT's most visited action, Gumbel's chosen action with zero Gumbel draws; with
+--act q the argmax of the model's one-step Q, with --act prior the policy head's argmax): its length and why it ended (cart off the track,
 pole down, or the 500-step cap), the eval-mode value V at the first state against the discounted
 return actually collected from there (the value the search needs), and a few states along the
 way with their visit counts, one-step Q of both actions and policy prior. If the one-step Q plays
-better than the search, the tree's deeper values mislead it.
+better than the search, the tree's deeper values mislead it; if the prior does, the search fails
+to correct the policy it starts from.
 
 Then the model unrolled along the played actions from every state: the reward it predicts at
 each depth (value-prefix differences, as the tree reads them; CartPole pays 1 per step) and its
@@ -27,7 +29,7 @@ import torch
 
 from ezero_async.config.values import config_from_dict
 from ezero_async.learner.model import build_model
-from ezero_async.search import batched_search
+from ezero_async.search import batched_gumbel_search, batched_search
 from ezero_async.tracking.checkpoint import load_checkpoint
 
 
@@ -57,10 +59,10 @@ class Player:
                 qs.append((vp + self.config.search.discount * v_next).numpy())
         return v.numpy(), np.stack(qs, 1), torch.softmax(logits.float(), -1).numpy()
 
-    def search(self, state: np.ndarray) -> np.ndarray:
-        """Visit counts int[2] of a noise-free search from `state`."""
+    def search(self, state: np.ndarray) -> tuple[np.ndarray, int]:
+        """(visit counts int[2], action) of a noise-free search from `state` in the run's search mode."""
         with torch.no_grad():
-            latent, _, logits = self.model.initial_inference_scalar(torch.as_tensor(state[None], dtype=torch.float32))
+            latent, value, logits = self.model.initial_inference_scalar(torch.as_tensor(state[None], dtype=torch.float32))
         nodes = {0: (latent, self.model.initial_lstm_state(1, "cpu"))}
 
         def recurrent(parents: np.ndarray, actions: np.ndarray, reset: np.ndarray):
@@ -71,8 +73,12 @@ class Player:
             nodes[len(nodes)] = (leaf, lstm)
             return vp.numpy().astype(np.float32), v.numpy().astype(np.float32), leaf_logits.numpy().astype(np.float32)
 
-        out = batched_search(logits.numpy().astype(np.float32), recurrent, self.config.search, noise=None, seed=0)
-        return out.visit_counts[0]
+        root_logits = logits.numpy().astype(np.float32)
+        if self.config.search.mode == "gumbel":
+            out = batched_gumbel_search(root_logits, value.numpy().astype(np.float32), recurrent, self.config.search)
+            return out.visit_counts[0], int(out.actions[0])
+        counts = batched_search(root_logits, recurrent, self.config.search, noise=None, seed=0).visit_counts[0]
+        return counts, int(counts.argmax())
 
     def unroll(self, states: np.ndarray, actions: np.ndarray, depth: int) -> tuple[np.ndarray, np.ndarray]:
         """From states float[N, 4], the model stepped along actions int[N, depth] as the search
@@ -100,8 +106,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("checkpoint", type=Path)
     parser.add_argument("--episodes", type=int, default=3)
     parser.add_argument("--rows", type=int, default=6, help="states printed per episode")
-    parser.add_argument("--act", choices=("search", "q"), default="search",
-                        help="play by the search's visits (default) or by the model's one-step Q")
+    parser.add_argument("--act", choices=("search", "q", "prior"), default="search",
+                        help="play by the search (default), the model's one-step Q or the policy prior")
     parser.add_argument("--depth", type=int, default=10, help="unroll depth of the model check")
     args = parser.parse_args(argv)
     torch.set_num_threads(1)
@@ -109,18 +115,21 @@ def main(argv: list[str] | None = None) -> int:
     gamma = player.config.replay.discount
     env = gym.make("CartPole-v1", max_episode_steps=player.config.env.eval_max_episode_steps)
     windows: list[tuple[np.ndarray, np.ndarray, np.ndarray]] = []  # (start states, actions, reached states)
+    lengths = []
     for episode in range(args.episodes):
         obs, _ = env.reset(seed=episode)
         trail = []
         while True:
-            counts = player.search(obs)
+            counts, searched = player.search(obs)
             trail.append((obs, counts))
-            action = int(counts.argmax()) if args.act == "search" else int(player.values(obs[None])[1][0].argmax())
+            _, q, prior = player.values(obs[None])
+            action = {"search": searched, "q": int(q[0].argmax()), "prior": int(prior[0].argmax())}[args.act]
             obs, _, terminated, truncated, _ = env.step(action)
             trail[-1] += (action,)
             if terminated or truncated:
                 break
         length = len(trail)
+        lengths.append(length)
         why = ("the cap (truncated)" if truncated else "the cart off the track" if abs(obs[0]) > 2.4
                else "the pole down")
         states = np.stack([s for s, _, _ in trail] + [obs])
@@ -139,6 +148,8 @@ def main(argv: list[str] | None = None) -> int:
             x, xv, th, om = states[t]
             print(f"  t={t:3d} x={x:+.2f} v={xv:+.2f} theta={th:+.3f} omega={om:+.2f} visits={trail[t][1].tolist()} "
                   f"V={v[t]:6.1f} Q=[{q[t, 0]:.1f}, {q[t, 1]:.1f}] prior=[{prior[t, 0]:.2f}, {prior[t, 1]:.2f}]")
+    print(f"played by the {args.act} over {len(lengths)} episodes: mean length {np.mean(lengths):.1f}, "
+          f"shortest {min(lengths)}")
     if windows:
         starts, actions, reached = (np.concatenate(part) for part in zip(*windows))
         rewards, values = player.unroll(starts, actions, args.depth)
