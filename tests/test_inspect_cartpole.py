@@ -28,29 +28,24 @@ def _checkpoint(tmp_path, mode: str):
 
 
 @pytest.mark.parametrize("mode", ["pucb", "gumbel"])
-def test_the_search_is_the_runs_own_mode(tmp_path, mode):
+def test_the_search_is_the_runs_own_mode(tmp_path, monkeypatch, mode):
     path, _ = _checkpoint(tmp_path, mode)
     player = inspect.Player(path)
-    calls = []
+    name = {"pucb": "batched_search", "gumbel": "batched_gumbel_search"}[mode]
     real = {"pucb": batched_search, "gumbel": batched_gumbel_search}[mode]
+    calls = []
 
     def spy(*args, **kwargs):
-        out = real(*args, **kwargs)
-        calls.append(out)
-        return out
-    name = {"pucb": "batched_search", "gumbel": "batched_gumbel_search"}[mode]
-    original = getattr(inspect, name)
-    setattr(inspect, name, spy)
-    try:
-        for state in np.random.default_rng(0).uniform(-0.5, 0.5, (5, 4)).astype(np.float32):
-            counts, action = player.search(state)
-            out = calls[-1]
-            assert counts.tolist() == out.visit_counts[0].tolist() and counts.sum() == 8
-            # pUCT plays its most visited action, Gumbel its own chosen action (zero draws)
-            expected = int(out.visit_counts[0].argmax()) if mode == "pucb" else int(out.actions[0])
-            assert action == expected
-    finally:
-        setattr(inspect, name, original)
+        calls.append(real(*args, **kwargs))
+        return calls[-1]
+    monkeypatch.setattr(inspect, name, spy)
+    for state in np.random.default_rng(0).uniform(-0.5, 0.5, (5, 4)).astype(np.float32):
+        counts, action = player.search(state)
+        out = calls[-1]
+        assert counts.tolist() == out.visit_counts[0].tolist() and counts.sum() == 8
+        # pUCT plays its most visited action, Gumbel its own chosen action (zero draws)
+        expected = int(out.visit_counts[0].argmax()) if mode == "pucb" else int(out.actions[0])
+        assert action == expected
     assert len(calls) == 5
 
 
