@@ -29,7 +29,7 @@ import torch
 
 from ezero_async.config.values import config_from_dict
 from ezero_async.learner.model import build_model
-from ezero_async.search import batched_gumbel_search, batched_search
+from ezero_async.search import batched_gumbel_search, batched_search, greedy_action
 from ezero_async.tracking.checkpoint import load_checkpoint
 
 
@@ -78,7 +78,7 @@ class Player:
             out = batched_gumbel_search(root_logits, value.numpy().astype(np.float32), recurrent, self.config.search)
             return out.visit_counts[0], int(out.actions[0])
         counts = batched_search(root_logits, recurrent, self.config.search, noise=None, seed=0).visit_counts[0]
-        return counts, int(counts.argmax())
+        return counts, greedy_action(counts)
 
     def unroll(self, states: np.ndarray, actions: np.ndarray, depth: int) -> tuple[np.ndarray, np.ndarray]:
         """From states float[N, 4], the model stepped along actions int[N, depth] as the search
@@ -122,8 +122,11 @@ def main(argv: list[str] | None = None) -> int:
         while True:
             counts, searched = player.search(obs)
             trail.append((obs, counts))
-            _, q, prior = player.values(obs[None])
-            action = {"search": searched, "q": int(q[0].argmax()), "prior": int(prior[0].argmax())}[args.act]
+            if args.act == "search":
+                action = searched
+            else:  # the heads' one-step Q or prior, read only when they choose the action
+                _, q, prior = player.values(obs[None])
+                action = int((q if args.act == "q" else prior)[0].argmax())
             obs, _, terminated, truncated, _ = env.step(action)
             trail[-1] += (action,)
             if terminated or truncated:
